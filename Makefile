@@ -1,0 +1,52 @@
+# splade: the guide's make targets plus setup, quickstart and tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPLADE := $(BIN)/splade
+OUT    ?= outputs
+
+.PHONY: setup quickstart test lint bench train-v22 train-v22-bg logs-v22 tensorboard-v22 \
+        train-v23 train-v23-bg logs-v23 tensorboard-v23 opensearch-up opensearch-down
+
+$(BIN)/splade: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(BIN)/splade
+
+setup: $(BIN)/splade  ## create .venv and install splade with its test tools
+
+quickstart: setup  ## the main job end to end on the bundled sample: data -> train -> export -> index -> eval
+	HF_HUB_OFFLINE=1 $(SPLADE) quickstart --out $(OUT)/quickstart
+
+test: setup  ## the test suite (tests needing ../shared skip with a reason when it is absent)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -rs
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_encode.py
+	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_bm25.py
+
+train-%: setup  ## train-v22 / train-v23 in the foreground
+	$(SPLADE) train $* --config configs/train_$*.yaml
+
+train-%-bg: setup  ## the same in the background, logging to $(OUT)/train_<v>.log
+	@mkdir -p $(OUT)
+	nohup $(SPLADE) train $* --config configs/train_$*.yaml > $(OUT)/train_$*.log 2>&1 &
+	@echo "training $* in the background; follow it with: make logs-$*"
+
+logs-%:
+	tail -f $(OUT)/train_$*.log
+
+tensorboard-%: setup
+	$(BIN)/tensorboard --logdir $(OUT)/train_$*/tensorboard
+
+opensearch-up:  ## OpenSearch with the neural-search and nori plugins (needs Docker)
+	docker compose up -d --build
+
+opensearch-down:
+	docker compose down

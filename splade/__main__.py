@@ -1,0 +1,3 @@
+from splade.cli import main
+
+main()

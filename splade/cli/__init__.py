@@ -1,0 +1,44 @@
+"""The `splade` command line: one verb per stage; each verb parses options and calls one stage function."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import typer
+
+from splade.errors import SpladeError
+
+app = typer.Typer(
+    name="splade",
+    help="Train, export, index and evaluate Korean / Korean-English SPLADE neural sparse retrieval models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module registers its verbs on `app` through a `register(app)` function.
+COMMAND_MODULES = ("quickstart", "data", "train", "export", "index", "evaluate")
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"splade.cli.{name}")
+        module.register(app)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register_all()
+    try:
+        app()
+    except SpladeError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        sys.exit(130)

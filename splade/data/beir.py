@@ -1,0 +1,139 @@
+"""Load retrieval sets in BEIR layout: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from splade.errors import SpladeError, at_line
+
+
+@dataclass
+class Document:
+    doc_id: str
+    title: str
+    text: str
+
+    @property
+    def full_text(self) -> str:
+        """Title and text joined, as encoders and BM25 see the document."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+@dataclass
+class BeirDataset:
+    """One retrieval set: corpus, queries and relevance judgements of one split."""
+
+    name: str
+    corpus: dict[str, Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    split: str = "dev"
+
+    def judged_queries(self) -> dict[str, str]:
+        """Queries that have at least one relevance judgement in this split."""
+        return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise SpladeError(f"{path}: file not found")
+    rows = []
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise at_line(path, number, "expected a JSON object")
+                rows.append((number, row))
+    except UnicodeDecodeError as exc:
+        raise SpladeError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return rows
+
+
+def load_corpus(path: str | Path) -> dict[str, Document]:
+    """`corpus.jsonl` rows `{_id, title, text}`; a row without `_id` or text is an error naming its line."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    for number, row in _read_jsonl(path):
+        doc_id, text = row.get("_id"), row.get("text")
+        if doc_id is None or str(doc_id) == "":
+            raise at_line(path, number, "missing field '_id'")
+        if not isinstance(text, str) or not text.strip():
+            raise at_line(path, number, f"document {doc_id!r} has no text")
+        corpus[str(doc_id)] = Document(str(doc_id), str(row.get("title") or ""), text)
+    return corpus
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    """`queries.jsonl` rows `{_id, text}`."""
+    path = Path(path)
+    queries: dict[str, str] = {}
+    for number, row in _read_jsonl(path):
+        qid, text = row.get("_id"), row.get("text")
+        if qid is None or str(qid) == "":
+            raise at_line(path, number, "missing field '_id'")
+        if not isinstance(text, str) or not text.strip():
+            raise at_line(path, number, f"query {qid!r} has no text")
+        queries[str(qid)] = text
+    return queries
+
+
+def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """`qrels/<split>.tsv`: `query-id  corpus-id  score` with a header line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpladeError(f"{path}: qrels file not found")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.rstrip("\n").split("\t")
+            if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if not line.strip():
+                continue
+            if len(parts) < 3:
+                raise at_line(path, number, "expected 3 tab-separated columns: query-id corpus-id score")
+            try:
+                score = int(float(parts[2]))
+            except ValueError:
+                raise at_line(path, number, f"score {parts[2]!r} is not a number") from None
+            qrels.setdefault(parts[0], {})[parts[1]] = score
+    return qrels
+
+
+def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "queries.jsonl",
+              check_qrels: bool = True) -> BeirDataset:
+    """Load a BEIR folder; a qrels row naming an unknown document or query is an error naming its line."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SpladeError(f"{directory}: dataset folder not found")
+    qrels_path = directory / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        available = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
+        raise SpladeError(f"{directory}: no qrels for split {split!r} (available: {', '.join(available) or 'none'})")
+    corpus = load_corpus(directory / "corpus.jsonl")
+    queries = load_queries(directory / queries_file)
+    qrels = load_qrels(qrels_path)
+    if check_qrels:
+        _check_qrels(qrels_path, qrels, corpus, queries)
+    return BeirDataset(directory.name, corpus, queries, qrels, split)
+
+
+def _check_qrels(path: Path, qrels: dict[str, dict[str, int]], corpus: dict, queries: dict) -> None:
+    with path.open(encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    for number, line in enumerate(lines, start=1):
+        parts = line.split("\t")
+        if len(parts) < 3 or (number == 1 and parts[0].lower() in ("query-id", "query_id", "qid")):
+            continue
+        if parts[1] not in corpus:
+            raise at_line(path, number, f"document {parts[1]!r} is not in corpus.jsonl")
+        if parts[0] not in queries:
+            raise at_line(path, number, f"query {parts[0]!r} is not in the queries file")

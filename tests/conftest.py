@@ -1,0 +1,51 @@
+"""Shared fixtures: the `../shared` folder (skipped with a reason when absent) and tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SPLADE_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+TINY_TEXTS = [
+    "당뇨병 치료 방법", "diabetes mellitus treatment", "고혈압 예방과 관리", "hypertension prevention",
+    "서울은 한국의 수도이다", "Seoul is the capital of Korea", "커피는 건강에 좋다", "coffee is good for health",
+    "인공지능 검색 모델", "neural sparse retrieval model", "감기 증상과 치료", "common cold symptoms",
+] * 5
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the calling test with a clear reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {Path('..', 'shared', *parts)} (real models/data are not present here)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT SPLADE model saved with `save_pretrained` (built, never downloaded)."""
+    from splade.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    build_tiny_model(TINY_TEXTS, out, vocab_size=300, hidden_size=32, num_layers=1, num_heads=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def splade_tiny_dir() -> Path:
+    """The trained English SPLADE checkpoint from ../shared/models (skips when absent)."""
+    return shared_path("models", "splade-tiny")
+
+
+@pytest.fixture(scope="session")
+def me5_dir() -> Path:
+    """The Korean-capable multilingual e5-small from ../shared/models (skips when absent)."""
+    return shared_path("models", "me5-small-koen")

@@ -1,0 +1,63 @@
+"""The shared core: SPLADE model, sparse batches, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from splade.atomic import atomic_dir, atomic_file
+from splade.modeling import SpladeModel
+from splade.sparse import SparseBatch
+
+
+def test_representation_is_max_of_log1p_relu_over_kept_positions(tiny_model_dir):
+    model = SpladeModel.from_pretrained(tiny_model_dir).eval()
+    batch = model.tokenize(["당뇨병 치료 방법", "coffee"])
+    with torch.no_grad():
+        got = model(batch["input_ids"], batch["attention_mask"])
+        logits = model.mlm(**batch).logits
+    expected = torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)
+    expected = expected.max(dim=1).values
+    expected[:, model.tokenizer.all_special_ids] = 0
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert (got[:, model.tokenizer.all_special_ids] == 0).all()
+    # padding must not change the second row
+    with torch.no_grad():
+        alone = model.encode(["coffee"])
+    assert torch.allclose(alone[0], got[1], atol=1e-5)
+
+
+def test_save_and_load_round_trip(tiny_model_dir, tmp_path):
+    model = SpladeModel.from_pretrained(tiny_model_dir).eval()
+    model.save_pretrained(tmp_path / "copy")
+    again = SpladeModel.from_pretrained(tmp_path / "copy").eval()
+    assert (tmp_path / "copy" / "splade_config.json").is_file()
+    assert torch.allclose(model.encode(["고혈압 예방"]), again.encode(["고혈압 예방"]))
+
+
+def test_sparse_batch_from_dense_top_k_and_round_trip(tmp_path):
+    dense = np.array([[0.0, 3.0, 1.0, 2.0], [0.5, 0.0, 0.0, 0.0], [0, 0, 0, 0]], dtype=np.float32)
+    batch = SparseBatch.from_dense(dense, top_k=2)
+    assert batch.active_counts().tolist() == [2, 1, 0]
+    assert batch.row(0)[0].tolist() == [1, 3]
+    batch.save(tmp_path / "b.npz")
+    again = SparseBatch.load(tmp_path / "b.npz")
+    assert np.array_equal(again.to_dense(), batch.to_dense())
+    both = SparseBatch.concat([batch, batch.select([1])])
+    assert len(both) == 4 and both.row(3)[1].tolist() == [0.5]
+
+
+def test_atomic_writes_leave_old_content_on_failure(tmp_path):
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("two")
+        raise RuntimeError("crash while saving")
+    assert (target / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "f.json") as handle:
+        handle.write("{")
+        raise RuntimeError("crash")
+    assert not (tmp_path / "f.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
