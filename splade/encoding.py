@@ -1,4 +1,4 @@
-"""One `Encoder` interface that turns texts into sparse vectors; backends: PyTorch (and ONNX Runtime).
+"""One `Encoder` interface that turns texts into sparse vectors; backends: PyTorch and ONNX Runtime.
 
 Every backend shares the batching (sorted by length), pruning (top-k / threshold) and the
 token-id -> token-string table; a backend only implements `_encode_batch`.
@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from splade.errors import at_option
 from splade.sparse import SparseBatch
 
 
@@ -85,7 +86,8 @@ class Encoder(ABC):
             chunk = [texts[i] for i in order[start:start + batch_size]]
             enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=limit,
                                  return_tensors="np", return_token_type_ids=False)
-            dense = self._encode_batch(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
+            ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+            dense = self._encode_batch(ids, mask)
             parts.append(SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold))
         merged = SparseBatch.concat(parts)
         inverse = np.empty_like(order)
@@ -98,7 +100,8 @@ class TorchEncoder(Encoder):
 
     backend = "torch"
 
-    def __init__(self, model_dir: str | Path, device: str | None = None, max_length: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path, device: str | None = None,
+                 max_length: int | None = None) -> None:
         from splade.modeling import SpladeModel
 
         model = SpladeModel.from_pretrained(model_dir)
@@ -121,15 +124,16 @@ def load_encoder(path: str | Path, backend: str = "auto", device: str | None = N
                  max_length: int | None = None) -> Encoder:
     """Load an encoder from a checkpoint folder (torch) or an exported ONNX folder (onnx).
 
-    `backend="auto"` picks ONNX Runtime when the folder holds `model.onnx`, PyTorch otherwise.
+    `backend="auto"` picks ONNX Runtime when the folder holds `model.onnx` (or `path` is a `.onnx`
+    file), PyTorch otherwise. The ONNX backend runs fp16 on a GPU when exported (see `OnnxEncoder`).
     """
     path = Path(path)
     if backend == "auto":
-        backend = "onnx" if (path / "model.onnx").is_file() else "torch"
+        backend = "onnx" if path.suffix == ".onnx" or (path / "model.onnx").is_file() else "torch"
     if backend == "torch":
         return TorchEncoder(path, device=device, max_length=max_length)
     if backend == "onnx":
-        from splade.export.onnx_encoder import OnnxEncoder  # provided by the export stage
+        from splade.export.onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(path, device=device, max_length=max_length)
-    raise ValueError(f"unknown encoder backend {backend!r} (choose auto, torch or onnx)")
+    raise at_option("--backend", f"unknown encoder backend {backend!r} (choose auto, torch or onnx)")

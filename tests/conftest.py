@@ -16,7 +16,8 @@ SHARED = Path(os.environ.get("SPLADE_SHARED_DIR", REPO_ROOT.parent / "shared"))
 
 TINY_TEXTS = [
     "당뇨병 치료 방법", "diabetes mellitus treatment", "고혈압 예방과 관리", "hypertension prevention",
-    "서울은 한국의 수도이다", "Seoul is the capital of Korea", "커피는 건강에 좋다", "coffee is good for health",
+    "서울은 한국의 수도이다", "Seoul is the capital of Korea",
+    "커피는 건강에 좋다", "coffee is good for health",
     "인공지능 검색 모델", "neural sparse retrieval model", "감기 증상과 치료", "common cold symptoms",
 ] * 5
 
@@ -31,7 +32,7 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny randomly initialised BERT SPLADE model saved with `save_pretrained` (built, never downloaded)."""
+    """A tiny randomly initialised BERT SPLADE model saved with `save_pretrained` (never downloaded)."""
     from splade.tiny import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny_model")
@@ -49,3 +50,19 @@ def splade_tiny_dir() -> Path:
 def me5_dir() -> Path:
     """The Korean-capable multilingual e5-small from ../shared/models (skips when absent)."""
     return shared_path("models", "me5-small-koen")
+
+
+@pytest.fixture(scope="session")
+def opensearch_url():
+    """A real OpenSearch-compatible HTTP server (`osmem-server`, in memory) on a free loopback port.
+
+    It speaks the OpenSearch REST API (rank_features, bool/rank_feature, bulk, aliases) but not
+    `neural_sparse`, nori or ML Commons; see ../shared/DESIGN.md. Yields `http://127.0.0.1:PORT`.
+    """
+    osmem = pytest.importorskip("osmem_server", reason="needs osmem-server (pip install -e '.[dev]')")
+    try:
+        server = osmem.OsmemServer.start(japanese=False, addr="127.0.0.1:0")
+    except osmem.OsmemError as exc:
+        pytest.skip(f"osmem-server could not start: {exc}")
+    yield server.url
+    server.close()

@@ -1,9 +1,93 @@
-"""CLI verbs for the export stage."""
+"""CLI verbs for the export stage: `splade export` (ONNX + OpenSearch packages) and `splade encode`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def export(
+    checkpoint: Path = typer.Argument(..., help="Trained SPLADE checkpoint folder (save_pretrained format)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (for GPU serving)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (dynamic int8, for CPU)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    tolerance: float = typer.Option(None, "--tolerance",
+                                    help="Max |ONNX - PyTorch| allowed for the fp32 graph [default 1e-3]."),
+    exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy or dynamo."),
+    optimize: bool = typer.Option(True, "--optimize/--no-optimize",
+                                  help="Fuse attention/LayerNorm/GELU (ONNX Runtime optimizer)."),
+    parity_texts: Path = typer.Option(None, "--parity-texts",
+                                      help="More parity texts (.jsonl with text, or one a line)."),
+    max_length: int = typer.Option(None, "--max-length", help="Max tokens [default: the checkpoint's]."),
+    opensearch_package: bool = typer.Option(False, "--opensearch-package",
+                                            help="Also build an ML Commons SPARSE_ENCODING zip."),
+    sparse_tokenize: bool = typer.Option(False, "--sparse-tokenize",
+                                         help="Also build a SPARSE_TOKENIZE zip (tokenizer + idf.json)."),
+    idf_corpus: Path = typer.Option(None, "--idf-corpus",
+                                    help="idf.json corpus: BEIR folder, .jsonl, or one text a line."),
+    package_url: str = typer.Option(None, "--package-url",
+                                    help="URL the zip is served from (for register_model.json)."),
+    name: str = typer.Option(None, "--name", help="Model name to register [default: folder name]."),
+) -> None:
+    """Export a checkpoint to ONNX (parity-checked against PyTorch) and, optionally, OpenSearch packages."""
+    from rich.console import Console
+    from rich.table import Table
+    from transformers.utils import logging as hf_logging
+
+    from splade.export.stage import run_export
+
+    hf_logging.disable_progress_bar()
+
+    console = Console()
+    with console.status(f"exporting {checkpoint} ..."):
+        result = run_export(checkpoint, out, fp16=fp16, int8=int8, opset=opset, tolerance=tolerance,
+                            exporter=exporter, optimize=optimize, parity_texts=parity_texts,
+                            max_length=max_length, opensearch_package=opensearch_package,
+                            sparse_tokenize=sparse_tokenize, idf_corpus=idf_corpus, package_url=package_url,
+                            name=name)
+    report = result.report
+    table = Table(title=f"parity vs PyTorch ({report.parity['fp32'].n_texts} Korean/English texts)")
+    for column in ("graph", "max |diff|", "tolerance", f"top-{report.parity['fp32'].k} overlap", "verdict"):
+        table.add_column(column)
+    for variant, parity in report.parity.items():
+        if not parity.ran:
+            table.add_row(variant, "-", "-", "-", f"not run: {parity.note}")
+            continue
+        table.add_row(variant, f"{parity.max_abs_diff:.2e}", f"{parity.tolerance.max_abs_diff:g}",
+                      f"{parity.topk_overlap:.3f}", "ok" if parity.passed else "FAILED")
+    console.print(table)
+    fused = ", ".join(f"{k} {v}" for k, v in report.fusions.items()) or "none"
+    console.print(f"exporter {report.exporter}, opset {report.opset}; fused: {fused}")
+    console.print(f"wrote {out}: {', '.join(report.files)} ({report.seconds:.1f}s)")
+    for package in result.packages:
+        console.print(f"OpenSearch package: {package} (register: {package.parent / 'register_model.json'})")
+
+
+def encode(
+    model: Path = typer.Argument(..., help="Checkpoint folder (PyTorch) or exported folder (ONNX)."),
+    texts: list[str] = typer.Argument(..., help="Texts to encode."),
+    top_k: int = typer.Option(20, "--top-k", help="Terms to show per text."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch or onnx."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: a GPU when present]."),
+) -> None:
+    """Print the top weighted terms of each text (to inspect what a model expands a query into)."""
+    from rich.console import Console
+
+    from splade.encoding import load_encoder
+
+    encoder = load_encoder(model, backend=backend, device=device)
+    batch = encoder.encode(texts, top_k=top_k)
+    console = Console()
+    console.print(f"[dim]{encoder.model_name} on {encoder.device_description}[/dim]")
+    for text, terms in zip(texts, batch.to_token_dicts(encoder.id_to_token), strict=True):
+        ranked = sorted(terms.items(), key=lambda kv: -kv[1])
+        console.print(f"[bold]{text}[/bold] ({len(ranked)} terms)")
+        console.print("  " + "  ".join(f"{token}:{weight:.2f}" for token, weight in ranked), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this stage's verbs to the root app (placeholder until the stage lands)."""
+    """Add `export` and `encode` to the root app."""
+    app.command("export")(export)
+    app.command("encode")(encode)

@@ -1,9 +1,80 @@
-"""CLI verbs for the train stage."""
+"""CLI verb `splade train v22|v23`: load the YAML config, apply overrides, run the training loop."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+VERSIONS = ("v22", "v23", "quickstart")
+
+
+def train_command(
+    version: str = typer.Argument(
+        ..., help="Config version: v22 (the guide), v23 (the review's fixes), quickstart."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (default configs/train_<version>.yaml)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Resume from the latest checkpoint in the output dir."
+    ),
+    resume_from: Path | None = typer.Option(
+        None, "--resume-from", help="Resume from this checkpoint_N folder."
+    ),
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Override a config field: key=value (repeatable), e.g. --set training.learning_rate=1e-5.",
+    ),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="Output dir (default outputs/train_<version>)."
+    ),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Skip malformed triplet lines and count them."
+    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+) -> None:
+    """Train a SPLADE model (six-part loss, 3-phase curriculum, checkpoints, TensorBoard)."""
+    from splade.errors import SpladeError
+
+    if version not in VERSIONS and config is None:
+        raise SpladeError(f"version {version!r}: expected one of {', '.join(VERSIONS)} or pass --config")
+    from splade.config import load_config
+
+    sets = list(overrides or [])
+    if output_dir is not None:
+        sets.append(f"output.dir={output_dir}")
+    if skip_invalid:
+        sets.append("data.skip_invalid=true")
+    if max_steps is not None:
+        sets.append(f"training.max_steps={max_steps}")
+    if device is not None:
+        sets.append(f"training.device={device}")
+    cfg = load_config(config or Path("configs") / f"train_{version}.yaml", sets)
+    if cfg.version is None:
+        cfg = cfg.model_copy(update={"version": version})
+
+    from splade.trainer.loop import train
+
+    result = train(cfg, resume=resume, resume_from=resume_from)
+    last = result.history[-1] if result.history else {}
+    typer.echo(
+        f"trained {result.global_step} steps, {len(result.history)} epochs"
+        + (" (early stop)" if result.stopped_early else "")
+    )
+    if result.skipped_lines:
+        typer.echo(f"skipped {result.skipped_lines} invalid training lines")
+    if last:
+        val = last.get("val") or {}
+        typer.echo(
+            f"last epoch: train loss {last['train'].get('loss', float('nan')):.4f}"
+            + (f", val loss {val['loss']:.4f}, val MRR {val['mrr']:.3f}" if val else "")
+        )
+    typer.echo(f"best model: {result.best_model_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's verbs to the root app (placeholder until the stage lands)."""
+    """Add `splade train` to the root app."""
+    app.command("train")(train_command)

@@ -117,7 +117,8 @@ def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "qu
     qrels_path = directory / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         available = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
-        raise SpladeError(f"{directory}: no qrels for split {split!r} (available: {', '.join(available) or 'none'})")
+        listed = ", ".join(available) or "none"
+        raise SpladeError(f"{directory}: no qrels for split {split!r} (available: {listed})")
     corpus = load_corpus(directory / "corpus.jsonl")
     queries = load_queries(directory / queries_file)
     qrels = load_qrels(qrels_path)

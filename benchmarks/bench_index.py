@@ -1,0 +1,190 @@
+"""Embedded index vs brute force (and pyseismic-lsr where it installs) on synthetic SPLADE-like vectors.
+
+Documents: Zipf-distributed term ids over a 30k vocabulary, 100-200 active terms each, log-normal
+weights; queries: 20-40 active terms from the same distribution. Prints build time, index size,
+p50/p99 single-query latency, QPS (one thread, queries one at a time) and recall@10 against the exact
+top 10, side by side with ratios against brute force (a scipy.sparse CSR matrix-vector product and
+`argpartition` per query).
+
+    python benchmarks/bench_index.py [--docs 100000] [--queries 500] [--no-seismic] [--no-scaling]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from rich.console import Console
+from rich.table import Table
+
+from splade.indexer.base import IndexMetadata
+from splade.indexer.local import LocalSparseIndex
+from splade.sparse import SparseBatch
+
+VOCAB = 30_000
+TOP_K = 10
+
+
+def synthetic(n: int, low: int, high: int, rng: np.random.Generator, zipf: float = 1.0) -> SparseBatch:
+    """`n` sparse rows with `low..high` Zipf-distributed distinct term ids and log-normal weights."""
+    cdf = np.cumsum(1.0 / np.arange(1, VOCAB + 1) ** zipf)
+    cdf /= cdf[-1]
+    permutation = rng.permutation(VOCAB)  # frequent terms are not the low ids
+    draws = rng.integers(low, high + 1, size=n)
+    rows = np.repeat(np.arange(n, dtype=np.int64), draws)
+    terms = permutation[np.minimum(np.searchsorted(cdf, rng.random(rows.size)), VOCAB - 1)]
+    keys = np.unique(rows * VOCAB + terms)  # distinct terms per row, sorted by row then term
+    rows, terms = keys // VOCAB, keys % VOCAB
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    weights = rng.lognormal(mean=-0.5, sigma=0.7, size=keys.size).astype(np.float32)
+    return SparseBatch(indptr, terms.astype(np.int32), weights, VOCAB)
+
+
+def timed(search: Callable[[int], list[int]], n: int) -> tuple[np.ndarray, list[list[int]]]:
+    """Per-query latencies (seconds) and the returned doc rows."""
+    latencies, results = np.empty(n), []
+    for q in range(n):
+        start = time.perf_counter()
+        results.append(search(q))
+        latencies[q] = time.perf_counter() - start
+    return latencies, results
+
+
+def recall(results: list[list[int]], exact: list[list[int]]) -> float:
+    pairs = zip(results, exact, strict=True)
+    return float(np.mean([len(set(r) & set(e)) / max(1, len(e)) for r, e in pairs]))
+
+
+def brute_force(docs: SparseBatch, queries: SparseBatch):
+    matrix = sp.csr_matrix((docs.values, docs.indices, docs.indptr), shape=(len(docs), VOCAB))
+    dense_queries = queries.to_dense()
+
+    def search(q: int) -> list[int]:
+        scores = matrix @ dense_queries[q]
+        top = np.argpartition(-scores, TOP_K)[:TOP_K]
+        return top[np.argsort(-scores[top], kind="stable")].tolist()
+
+    return search
+
+
+def local_index(docs: SparseBatch, queries: SparseBatch, folder: Path):
+    start = time.perf_counter()
+    with LocalSparseIndex.create(folder, IndexMetadata("synthetic", "synthetic", VOCAB)) as index:
+        index.add([str(i) for i in range(len(docs))], docs)
+    build = time.perf_counter() - start
+    index = LocalSparseIndex.open(folder)  # memory-mapped, as `splade search` opens it
+    singles = [queries.select([q]) for q in range(len(queries))]
+
+    def search(q: int) -> list[int]:
+        return [int(d) for d, _ in index.search(singles[q], TOP_K)[0]]
+
+    return search, build, index.size_bytes()
+
+
+def seismic_index(docs: SparseBatch, queries: SparseBatch):
+    import seismic  # pyseismic-lsr: pip install -e '.[benchmarks]'
+
+    string = seismic.get_seismic_string()
+    start = time.perf_counter()
+    dataset = seismic.SeismicDataset()
+    for r, (ids, weights) in enumerate(docs.rows()):
+        dataset.add_document(str(r), ids.astype(string), weights)
+    index = seismic.SeismicIndex.build_from_dataset(dataset)
+    build = time.perf_counter() - start
+    prepared = [(ids.astype(string), weights.astype(np.float32)) for ids, weights in queries.rows()]
+
+    def search(q: int) -> list[int]:
+        ids, weights = prepared[q]
+        hits = index.search(str(q), ids, weights, k=TOP_K, query_cut=len(ids), heap_factor=0.8)
+        return [int(doc) for _, _, doc in hits]
+
+    return search, build
+
+
+def head(batch: SparseBatch, n: int) -> SparseBatch:
+    """The first `n` rows."""
+    end = batch.indptr[n]
+    return SparseBatch(batch.indptr[:n + 1], batch.indices[:end], batch.values[:end], batch.vocab_size)
+
+
+def scaling_table(docs: SparseBatch, queries: SparseBatch) -> Table:
+    """p50 latency of brute force and the embedded index as the corpus grows (same queries)."""
+    table = Table(title="p50 latency (ms) as the corpus grows")
+    for column in ("documents", "brute force", "LocalSparseIndex", "ratio"):
+        table.add_column(column, justify="right")
+    for n in sorted({len(docs) // 10, len(docs) // 3, len(docs)}):
+        sub = head(docs, n)
+        brute, _ = timed(brute_force(sub, queries), len(queries))
+        with tempfile.TemporaryDirectory() as tmp:
+            search, _, _ = local_index(sub, queries, Path(tmp) / "index")
+            local, _ = timed(search, len(queries))
+        b, lo = np.percentile(brute, 50) * 1e3, np.percentile(local, 50) * 1e3
+        table.add_row(f"{n:,}", f"{b:.2f}", f"{lo:.2f}", f"{b / lo:.1f}x")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--no-seismic", action="store_true", help="skip pyseismic-lsr")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the latency-vs-corpus-size table")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    docs = synthetic(args.docs, 100, 200, rng)
+    queries = synthetic(args.queries, 20, 40, rng)
+    console = Console(width=160)
+    console.print(f"{len(docs):,} documents ({docs.active_counts().mean():.0f} active terms on average), "
+                  f"{len(queries):,} queries ({queries.active_counts().mean():.0f} terms), "
+                  f"vocabulary {VOCAB:,}")
+
+    rows: list[tuple[str, float | None, int | None, np.ndarray, float, str]] = []
+    brute = brute_force(docs, queries)
+    brute_lat, exact = timed(brute, len(queries))
+    rows.append(("brute force (scipy CSR @ q)", None, None, brute_lat, 1.0, ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        search, build, size = local_index(docs, queries, Path(tmp) / "index")
+        lat, results = timed(search, len(queries))
+        rows.append(("splade LocalSparseIndex (mmap)", build, size, lat, recall(results, exact), "exact"))
+    if args.no_seismic:
+        rows.append(("pyseismic-lsr", None, None, np.array([]), float("nan"), "skipped (--no-seismic)"))
+    else:
+        try:
+            search, build = seismic_index(docs, queries)
+        except ImportError:
+            rows.append(("pyseismic-lsr", None, None, np.array([]), float("nan"),
+                         "not installed (pip install pyseismic-lsr)"))
+        else:
+            lat, results = timed(search, len(queries))
+            rows.append(("pyseismic-lsr (default build)", build, None, lat, recall(results, exact),
+                         "approximate"))
+
+    table = Table(title=f"top-{TOP_K} retrieval, {len(docs):,} docs, one query at a time, one thread")
+    columns = ("method", "build s", "size MB", "p50 ms", "p99 ms", "QPS", "QPS vs brute", "recall@10", "note")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("method", "note") else "right")
+    brute_qps = len(brute_lat) / brute_lat.sum()
+    for name, build_s, size_b, lat, rec, note in rows:
+        if lat.size == 0:
+            table.add_row(name, "-", "-", "-", "-", "-", "-", "-", note)
+            continue
+        qps = lat.size / lat.sum()
+        table.add_row(name, "-" if build_s is None else f"{build_s:.1f}",
+                      "-" if size_b is None else f"{size_b / 1e6:.0f}",
+                      f"{np.percentile(lat, 50) * 1e3:.2f}", f"{np.percentile(lat, 99) * 1e3:.2f}",
+                      f"{qps:,.0f}", f"{qps / brute_qps:.1f}x", f"{rec:.3f}", note)
+    console.print(table)
+    if not args.no_scaling:
+        console.print(scaling_table(docs, queries))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Training configuration: typed pydantic models of the YAML file, plus dotted `key=value` overrides.
+
+The guide's numbers live in `configs/train_*.yaml` only; fields here carry no guide value as default
+(a default exists only where the neutral choice is obvious: off, none, 0, 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from splade.errors import SpladeError
+
+
+class _Strict(BaseModel):
+    """Unknown keys are an error; values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """The backbone: any Hugging Face masked-LM by hub id or local path."""
+
+    name: str
+    dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
+    use_expansion: bool = True  # false: a text may only activate its own tokens (no expansion)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class DataConfig(_Strict):
+    """Triplet JSONL files (`query, positive, negative, pair_type, difficulty`) and batching."""
+
+    train_files: list[Path] = Field(min_length=1)
+    val_files: list[Path] = Field(default_factory=list)
+    max_length: int = Field(gt=1, le=8192)
+    batch_size: int = Field(gt=0)
+    skip_invalid: bool = False  # true: skip malformed lines and count them instead of stopping
+    epoch_size: int | None = Field(default=None, gt=0)  # samples drawn per epoch (default: dataset size)
+
+
+class TeacherConfig(_Strict):
+    """A dense sentence-transformers teacher for knowledge distillation."""
+
+    name: str
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    max_length: int = Field(default=256, gt=1)
+    temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature on the normalised scores
+    batch_size: int = Field(default=64, gt=0)
+
+
+class LossConfig(_Strict):
+    """The six components of the guide's section 3 (plus optional distillation), each with its lambda."""
+
+    lambda_infonce: float = Field(ge=0.0)
+    lambda_self: float = Field(ge=0.0)
+    lambda_positive: float = Field(ge=0.0)
+    lambda_margin: float = Field(ge=0.0)
+    lambda_flops: float = Field(ge=0.0)
+    lambda_min_act: float = Field(ge=0.0)
+    margin: float
+    temperature: float = Field(gt=0.0)  # used where a curriculum phase does not set one
+    min_act_k: int = Field(gt=0)
+    min_act_threshold: float
+    similarity: Literal["cosine", "dot"]
+    lambda_flops_doc: float = Field(default=0.0, ge=0.0)  # FLOPS on documents (the guide: queries only)
+    flops_warmup_steps: int = Field(default=0, ge=0)  # quadratic lambda warm-up (SPLADE paper); 0 = off
+    use_idf_weighting: bool = False
+    idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
+    lambda_kd: float = Field(default=0.0, ge=0.0)
+    teacher: TeacherConfig | None = None
+
+    @model_validator(mode="after")
+    def _teacher_when_kd(self) -> LossConfig:
+        if self.lambda_kd > 0 and self.teacher is None:
+            raise ValueError("loss.lambda_kd > 0 needs loss.teacher (a sentence-transformers model)")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Optimizer, schedule and loop settings."""
+
+    learning_rate: float = Field(gt=0.0)
+    num_epochs: int = Field(gt=0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    gradient_accumulation_steps: int = Field(default=1, gt=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # applies on GPU only
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 42
+    logging_steps: int = Field(default=10, gt=0)
+    save_steps: int | None = Field(default=None, gt=0)  # also saved at the end of every epoch
+    save_total_limit: int = Field(default=3, gt=0)
+    early_stopping_patience: int | None = Field(default=None, gt=0)  # epochs without val improvement
+    early_stopping_min_delta: float = Field(default=0.0, ge=0.0)
+    max_steps: int | None = Field(default=None, gt=0)  # stop after this many optimizer steps
+    fused_pooling: bool = True  # vocabulary projection fused with max-pooling (same values, less work)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _no_precision(cls, value: Any) -> Any:
+        return "no" if value in (False, None, "none", "off") else value  # YAML reads `no` as false
+
+
+class FocusConfig(_Strict):
+    """Data focus of a phase: draw the named fractions of one field's values, the rest from the others.
+
+    `fractions: balanced` draws every value of the field equally often (the guide's "33% each type").
+    """
+
+    by: Literal["pair_type", "difficulty"]
+    fractions: dict[str, float] | Literal["balanced"]
+
+    @field_validator("fractions")
+    @classmethod
+    def _valid_fractions(cls, value: dict[str, float] | str) -> dict[str, float] | str:
+        if isinstance(value, dict):
+            if any(f < 0 for f in value.values()):
+                raise ValueError("fractions must be >= 0")
+            if sum(value.values()) > 1.0 + 1e-6:
+                raise ValueError(f"fractions sum to {sum(value.values()):.3f} > 1")
+        return value
+
+
+class PhaseConfig(_Strict):
+    """One curriculum phase (epochs are 1-based and inclusive)."""
+
+    start_epoch: int = Field(gt=0)
+    end_epoch: int = Field(gt=0)
+    temperature: float | None = Field(default=None, gt=0.0)
+    lambda_infonce: float | None = Field(default=None, ge=0.0)
+    lr_multiplier: float = Field(default=1.0, gt=0.0)
+    data_focus: FocusConfig | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PhaseConfig:
+        if self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch {self.end_epoch} < start_epoch {self.start_epoch}")
+        return self
+
+
+class OutputConfig(_Strict):
+    """Where checkpoints, `best_model/`, `training_history.json` and `tensorboard/` go."""
+
+    dir: Path
+    tensorboard: bool = True
+
+
+class TrainConfig(_Strict):
+    """The whole training configuration (one YAML file)."""
+
+    version: str | None = None
+    model: ModelConfig
+    data: DataConfig
+    loss: LossConfig
+    training: TrainingConfig
+    curriculum_phases: list[PhaseConfig] = Field(default_factory=list)
+    output: OutputConfig
+
+    @model_validator(mode="after")
+    def _phases_cover_epochs(self) -> TrainConfig:
+        phases = sorted(self.curriculum_phases, key=lambda p: p.start_epoch)
+        for prev, cur in zip(phases, phases[1:], strict=False):
+            if cur.start_epoch <= prev.end_epoch:
+                raise ValueError(f"curriculum phases overlap at epoch {cur.start_epoch}")
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value: YAML scalar/list syntax (`1e-5`, `true`, `[a.jsonl, b.jsonl]`, `null`)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads "1e-5" as a string; accept it as a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in the raw mapping (list items by index: `curriculum_phases.0.temperature`)."""
+    if "=" not in override:
+        raise SpladeError(f"--set {override!r}: expected key=value, e.g. training.learning_rate=1e-5")
+    key, _, text = override.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SpladeError(f"--set {override!r}: empty key")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpladeError(f"--set {key}: {where} is not a valid list index")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+            if node is None:
+                node = {}
+        else:
+            raise SpladeError(f"--set {key}: {where} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise SpladeError(f"--set {key}: {last} is not a valid list index")
+        node[int(last)] = _parse_value(text)
+    elif isinstance(node, dict):
+        node[last] = _parse_value(text)
+    else:
+        raise SpladeError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
+
+
+def _format_error(path: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {key}: {first['msg']}{more}"
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a raw mapping; errors name the source and the offending key."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise SpladeError(_format_error(source, exc)) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config, apply `key=value` overrides and validate it into a `TrainConfig`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpladeError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SpladeError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise SpladeError(f"{path}: expected a mapping at the top level")
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw, str(path))

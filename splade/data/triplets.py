@@ -1,0 +1,129 @@
+"""Training triplets from JSONL: `query, positive, negative` (+ optional `pair_type`, `difficulty`).
+
+A malformed line, a missing field or an empty text stops with an error naming file and line, or, with
+`skip_invalid`, is skipped and counted. The collator tokenizes query, positive and negative of a batch in
+ONE call padded to one length, so the model encodes the whole batch in a single forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from splade.errors import SpladeError, at_line
+
+TEXT_FIELDS = ("query", "positive", "negative")
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """One training example."""
+
+    query: str
+    positive: str
+    negative: str
+    pair_type: str = UNKNOWN
+    difficulty: str = UNKNOWN
+
+
+@dataclass
+class TripletDataset:
+    """Triplets loaded from one or more JSONL files, with counts of what was skipped."""
+
+    triplets: list[Triplet]
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, index: int) -> Triplet:
+        return self.triplets[index]
+
+    def values(self, name: str) -> list[str]:
+        """The `pair_type` or `difficulty` of every triplet, in order."""
+        return [getattr(t, name) for t in self.triplets]
+
+    def distribution(self, name: str) -> dict[str, int]:
+        return dict(Counter(self.values(name)))
+
+    def texts(self) -> list[str]:
+        """Every distinct document text (positives and negatives), in first-seen order."""
+        return list(dict.fromkeys(t for trip in self.triplets for t in (trip.positive, trip.negative)))
+
+
+def _parse_line(path: Path, number: int, line: str) -> Triplet:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise at_line(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise at_line(path, number, "expected a JSON object")
+    texts = {}
+    for name in TEXT_FIELDS:
+        if name not in record:
+            raise at_line(path, number, f"missing field {name!r}")
+        value = record[name]
+        if not isinstance(value, str):
+            raise at_line(path, number, f"field {name!r} must be a string")
+        if not value.strip():
+            raise at_line(path, number, f"field {name!r} is empty")
+        texts[name] = value
+    extra = {}
+    for name in ("pair_type", "difficulty"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise at_line(path, number, f"field {name!r} must be a string")
+        extra[name] = value or UNKNOWN
+    return Triplet(**texts, **extra)
+
+
+def load_triplets(paths: Sequence[str | Path], skip_invalid: bool = False) -> TripletDataset:
+    """Read triplet JSONL files; blank lines are ignored."""
+    triplets: list[Triplet] = []
+    skipped, examples = 0, []
+    for raw_path in paths:
+        path = Path(raw_path)
+        if not path.is_file():
+            raise SpladeError(f"{path}: triplet file not found (build one with `splade data build`)")
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    triplets.append(_parse_line(path, number, line))
+                except SpladeError as exc:
+                    if not skip_invalid:
+                        raise
+                    skipped += 1
+                    if len(examples) < 5:
+                        examples.append(str(exc))
+    if not triplets:
+        raise SpladeError(f"{', '.join(str(p) for p in paths)}: no valid triplets")
+    return TripletDataset(triplets, skipped, examples)
+
+
+class TripletCollator:
+    """Tokenize a batch of triplets as one `[3 * batch, seq]` tensor: queries, then positives, negatives."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:  # noqa: ANN001 - any HF tokenizer
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, batch: Sequence[Triplet]) -> dict[str, torch.Tensor]:
+        texts = [t.query for t in batch] + [t.positive for t in batch] + [t.negative for t in batch]
+        encoded = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}

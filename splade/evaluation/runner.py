@@ -1,0 +1,259 @@
+"""Run every system on every dataset (or on one merged corpus) and collect metrics, tests and costs."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splade.data.beir import BeirDataset, Document, load_beir
+from splade.errors import SpladeError
+from splade.evaluation.base import RetrievalSystem
+from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
+from splade.evaluation.significance import Comparison, apply_holm, compare
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """What `splade eval` compares; every field has the CLI option of the same name."""
+
+    datasets: list[Path]
+    split: str = "dev"
+    merged_corpus: bool = False
+    splade: list[tuple[str, Path]] = field(default_factory=list)  # (name, model folder)
+    bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
+    bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
+    dense: str | None = None  # sentence-transformers model (a baseline)
+    dense_query_prefix: str = "query: "
+    dense_passage_prefix: str = "passage: "
+    dense_max_length: int = 256
+    backend: str = "local"  # SPLADE index: local (embedded) or opensearch
+    opensearch: Any | None = None  # `OpenSearchSettings` for backend=opensearch (None: from the environment)
+    encoder_backend: str = "auto"
+    device: str | None = None
+    batch_size: int = 32
+    doc_top_k: int | None = None  # SPLADE document pruning (None: keep every positive weight)
+    max_queries: int | None = None
+    top_k: int = 1000
+    alpha: float = 0.05
+    trials: int = 10_000  # randomization-test permutations
+    seed: int = 0
+    show_progress: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["datasets"] = [str(p) for p in self.datasets]
+        data["splade"] = [{"name": n, "path": str(p)} for n, p in self.splade]
+        data["opensearch"] = None if self.opensearch is None else {
+            "hosts": getattr(self.opensearch, "hosts_text", "")}  # never credentials
+        return data
+
+
+@dataclass
+class SystemResult:
+    """One system on one dataset: mean and per-query metrics, its run and what it cost."""
+
+    name: str
+    kind: str
+    description: str
+    baseline: bool
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    run: Run
+    efficiency: dict[str, float]
+
+    def to_dict(self, with_run: bool = False) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "run"}
+        if with_run:
+            data["run"] = self.run
+        return data
+
+
+@dataclass
+class DatasetResult:
+    """All systems on one dataset's judged queries."""
+
+    name: str
+    split: str
+    n_queries: int
+    n_docs: int
+    corpus: str  # "own" or "merged"
+    systems: list[SystemResult] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "split": self.split, "n_queries": self.n_queries, "n_docs": self.n_docs,
+                "corpus": self.corpus, "systems": [s.to_dict() for s in self.systems],
+                "comparisons": [c.to_dict() for c in self.comparisons]}
+
+
+@dataclass
+class EvalResult:
+    """Everything `write_report` needs."""
+
+    config: EvalConfig
+    datasets: list[DatasetResult]
+    started: str
+    seconds: float
+    environment: dict[str, str]
+
+    @property
+    def baselines(self) -> list[str]:
+        names: list[str] = []
+        for dataset in self.datasets:
+            names += [s.name for s in dataset.systems if s.baseline and s.name not in names]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "started": self.started, "seconds": self.seconds,
+                "environment": self.environment, "metrics": list(METRICS), "baselines": self.baselines,
+                "alpha": self.config.alpha, "datasets": [d.to_dict() for d in self.datasets]}
+
+
+def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
+    """Baselines first (later systems are tested against them), then the sanity column, then SPLADE."""
+    from splade.evaluation.baselines import BM25System, DenseSystem
+    from splade.evaluation.systems import SpladeSystem
+
+    systems: list[RetrievalSystem] = []
+    if config.bm25:
+        systems.append(BM25System("bm25", "kiwi"))
+    if config.dense:
+        systems.append(DenseSystem(config.dense, name="dense", query_prefix=config.dense_query_prefix,
+                                   passage_prefix=config.dense_passage_prefix,
+                                   max_length=config.dense_max_length, batch_size=config.batch_size,
+                                   device=config.device))
+    if config.bm25_whitespace:
+        systems.append(BM25System("bm25-whitespace", "whitespace", baseline=False))
+    for name, path in config.splade:
+        systems.append(SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
+                                    encoder_backend=config.encoder_backend, device=config.device,
+                                    batch_size=config.batch_size, doc_top_k=config.doc_top_k))
+    return systems
+
+
+def _validate(config: EvalConfig) -> None:
+    if not config.datasets:
+        raise SpladeError("--dataset: give at least one BEIR dataset folder")
+    if not (config.bm25 or config.bm25_whitespace or config.dense or config.splade):
+        raise SpladeError("nothing to compare: enable --bm25, --dense or --splade")
+    if config.top_k < 1:
+        raise SpladeError(f"--top-k: must be at least 1, got {config.top_k}")
+    if config.max_queries is not None and config.max_queries < 1:
+        raise SpladeError(f"--max-queries: must be at least 1, got {config.max_queries}")
+    names = [name for name, _ in config.splade]
+    taken = {"bm25", "dense", "bm25-whitespace"}
+    for name in names:
+        if name in taken or names.count(name) > 1:
+            raise SpladeError(f"--splade: system name {name!r} is used twice; name them NAME=MODEL_DIR")
+
+
+def load_datasets(config: EvalConfig) -> list[BeirDataset]:
+    """Load each dataset (a qrels id missing from the corpus or a missing split is one clear error)."""
+    datasets = [load_beir(path, split=config.split) for path in config.datasets]
+    seen: set[str] = set()
+    for dataset in datasets:
+        if dataset.name in seen:
+            raise SpladeError(f"--dataset: two datasets are named {dataset.name!r}")
+        seen.add(dataset.name)
+        if not dataset.judged_queries():
+            raise SpladeError(f"{dataset.name}: no query of split {config.split!r} has a judgement")
+    return datasets
+
+
+def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int) -> dict[str, str]:
+    """The judged queries, or a seeded sample of `max_queries` of them (the same for every system)."""
+    judged = dataset.judged_queries()
+    if max_queries is None or max_queries >= len(judged):
+        return judged
+    chosen = sorted(random.Random(seed).sample(sorted(judged), max_queries))
+    return {qid: judged[qid] for qid in chosen}
+
+
+def _corpus_groups(datasets: Sequence[BeirDataset], merged: bool):
+    """(label, documents, [(dataset, qrels over the group's doc ids)]) — one group, or one per dataset."""
+    if not merged:
+        for d in datasets:
+            yield d.name, list(d.corpus.values()), [(d, d.qrels)]
+        return
+    documents = [Document(f"{d.name}/{doc.doc_id}", doc.title, doc.text)
+                 for d in datasets for doc in d.corpus.values()]
+    members = [(d, {q: {f"{d.name}/{doc}": rel for doc, rel in judged.items()}
+                    for q, judged in d.qrels.items()}) for d in datasets]
+    yield "merged", documents, members
+
+
+def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info) -> EvalResult:
+    """Evaluate every configured system on every dataset; `write_report` turns the result into files."""
+    _validate(config)
+    started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
+    datasets = load_datasets(config)
+    systems = build_systems(config)
+    results = {d.name: None for d in datasets}
+    try:
+        for label, documents, members in _corpus_groups(datasets, config.merged_corpus):
+            group: dict[str, DatasetResult] = {}
+            for dataset, _ in members:
+                n_queries = len(sample_queries(dataset, config.max_queries, config.seed))
+                group[dataset.name] = DatasetResult(dataset.name, config.split, n_queries, len(documents),
+                                                    "merged" if config.merged_corpus else "own")
+            for system in systems:
+                log(f"{system.name}: indexing {len(documents):,} documents of {label}")
+                system.index(documents, show_progress=config.show_progress)
+                for dataset, qrels in members:
+                    queries = sample_queries(dataset, config.max_queries, config.seed)
+                    log(f"{system.name}: searching {len(queries):,} queries of {dataset.name}")
+                    group[dataset.name].systems.append(
+                        _evaluate_system(system, dataset.name, queries, qrels, config))
+            results.update(group)
+    finally:
+        for system in systems:
+            system.close()
+    for result in results.values():
+        result.comparisons = _compare(result, config)
+    environment = {"python": platform.python_version(), "machine": platform.machine(),
+                   "processor": platform.processor() or platform.machine(), "system": platform.system()}
+    return EvalResult(config, list(results.values()), started, time.perf_counter() - clock, environment)
+
+
+def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, str],
+                     qrels: dict[str, dict[str, int]], config: EvalConfig) -> SystemResult:
+    output = system.search(queries, config.top_k, show_progress=config.show_progress)
+    if not any(output.run.values()):
+        raise SpladeError(f"{system.name} returned an empty run on {dataset}: no query found any document")
+    judged = {qid: qrels[qid] for qid in queries}
+    per_query = evaluate_run(judged, output.run)
+    efficiency = {
+        "avg_query_terms": output.avg_query_terms, "avg_doc_terms": system.avg_doc_terms,
+        "flops": output.flops if output.flops is not None else float("nan"),
+        "index_bytes": float(system.index_bytes), "doc_encode_s": system.doc_encode_s,
+        "index_s": system.index_s, "query_encode_s": output.query_encode_s, "search_s": output.search_s,
+        "qps": len(queries) / max(output.query_encode_s + output.search_s, 1e-9),
+    }
+    return SystemResult(system.name, system.kind, system.description, system.baseline,
+                        mean_scores(per_query), per_query, output.run, efficiency)
+
+
+def _compare(result: DatasetResult, config: EvalConfig) -> list[Comparison]:
+    """Each system against every baseline listed before it; Holm's correction within each metric."""
+    comparisons: list[Comparison] = []
+    for metric in METRICS:
+        family = []
+        for i, system in enumerate(result.systems):
+            for baseline in result.systems[:i]:
+                if not baseline.baseline:
+                    continue
+                qids = sorted(system.per_query)
+                a = [system.per_query[q][metric] for q in qids]
+                b = [baseline.per_query[q][metric] for q in qids]
+                family.append(compare(system.name, baseline.name, metric, a, b, config.trials, config.seed))
+        apply_holm(family)
+        comparisons += family
+    return comparisons

@@ -1,0 +1,110 @@
+"""The ONNX Runtime backend of `Encoder`: CUDA (TensorRT when present) with IO binding on a GPU, else CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from splade.encoding import Encoder
+from splade.errors import SpladeError, at_option
+from splade.export.providers import ProviderSpec, provider_names, select_providers, uses_gpu
+
+VARIANTS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+
+
+def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: int | None = None):
+    """An `InferenceSession` with every graph optimization on; `threads` caps intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+
+
+def pick_variant(folder: Path, variant: str, gpu: bool) -> Path:
+    """`auto`: fp16 on a GPU when exported, fp32 otherwise; int8 only when asked for."""
+    if variant == "auto":
+        variant = "fp16" if gpu and (folder / VARIANTS["fp16"]).is_file() else "fp32"
+    if variant not in VARIANTS:
+        raise at_option("--variant", f"unknown variant {variant!r} (choose auto, {', '.join(VARIANTS)})")
+    path = folder / VARIANTS[variant]
+    if not path.is_file():
+        raise SpladeError(f"{path}: not found (export with --{variant} to create it)")
+    return path
+
+
+class OnnxEncoder(Encoder):
+    """Encode with an exported SPLADE graph; the tokenizer and `splade_config.json` lie beside it."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, device: str | None = None, max_length: int | None = None,
+                 variant: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        folder = path.parent if path.suffix == ".onnx" else path
+        if not folder.is_dir():
+            raise SpladeError(f"{folder}: no exported model folder")
+        wanted = select_providers(ort.get_available_providers(), device,
+                                  trt_cache_dir=folder / ".trt_cache")
+        model_path = path if path.suffix == ".onnx" else pick_variant(folder, variant, uses_gpu(
+            provider_names(wanted)))
+        config_path = folder / "splade_config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        super().__init__(tokenizer, max_length or int(config.get("max_length", 128)), str(folder))
+        self.model_path = model_path
+        self.session = make_session(model_path, wanted, threads or _default_threads())
+        self.providers: list[str] = self.session.get_providers()
+        self.use_io_binding = uses_gpu(self.providers)
+        self._device_id = _device_id(wanted)
+
+    @property
+    def device_description(self) -> str:
+        main = self.providers[0].removesuffix("ExecutionProvider") if self.providers else "?"
+        binding = ", IO binding" if self.use_io_binding else ""
+        return f"onnxruntime {main} ({self.model_path.name}{binding})"
+
+    @property
+    def vocab_size(self) -> int:
+        width = self.session.get_outputs()[0].shape[-1]
+        return width if isinstance(width, int) else len(self.tokenizer)
+
+    def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self.use_io_binding:
+            return self._run_bound(input_ids, attention_mask)
+        return self.session.run(["output"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    def _run_bound(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """GPU path: inputs copied to the device once, output allocated there, one copy back."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name, array in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", self._device_id)
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("output", "cuda", self._device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+def _device_id(providers: Sequence[ProviderSpec]) -> int:
+    for spec in providers:
+        if not isinstance(spec, str):
+            return int(spec[1].get("device_id", 0))
+    return 0
+
+
+def _default_threads() -> int | None:
+    """Physical-ish core count (ORT's own default also counts hyper-threads); None lets ORT decide."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return count or None

@@ -1,0 +1,320 @@
+"""`splade export`: a SPLADE checkpoint -> an ONNX graph of the whole representation, checked for parity.
+
+The graph takes `input_ids`, `attention_mask` (int64, dynamic batch and sequence axes) and returns
+`output` `[batch, vocab]`: the MLM logits, `log(1 + ReLU)`, the masked max pool and the special-token
+mask are all inside it. Variants: `model.onnx` (fp32, fused by the ONNX Runtime transformer optimizer),
+`model_fp16.onnx` (GPU) and `model_int8.onnx` (dynamic int8 quantization, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from splade.atomic import atomic_dir, write_json
+from splade.errors import SpladeError, at_option
+from splade.export.parity import (
+    DEFAULT_TOLERANCES,
+    ParityResult,
+    Tolerance,
+    check_parity,
+    load_parity_texts,
+    parity_batches,
+)
+from splade.modeling import SPLADE_CONFIG_NAME, SpladeModel
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAME = "output"
+VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+EXPORTERS = ("legacy", "dynamo")
+
+
+MASK_OFFSET = 1.0e4  # pushes padded positions below every real logit; exact in fp16 too (< 65504)
+
+
+def _find_decoder(mlm: nn.Module) -> tuple[nn.Module, str, nn.Linear] | None:
+    """The parent, attribute name and module of the MLM vocabulary projection (None if not a Linear)."""
+    decoder = mlm.get_output_embeddings()
+    if not isinstance(decoder, nn.Linear):
+        return None
+    for module in mlm.modules():
+        for child_name, child in module.named_children():
+            if child is decoder:
+                return module, child_name, decoder
+    return None
+
+
+class SpladeGraph(nn.Module):
+    """The exported computation, `max_i log(1 + ReLU(W h_i + b))` over kept positions, specials zeroed.
+
+    Instead of materialising the logits, masking them and pooling (three passes over a
+    `[batch, seq, vocab]` tensor), it appends a column `(mask - 1) * MASK_OFFSET` to the hidden
+    states and a row of ones to `W^T`, so one MatMul yields masked scores and a ReduceMax pools them;
+    bias, ReLU and log1p then act on `[batch, vocab]` (they commute with the max: all are monotone).
+    This equals `SpladeModel.forward` exactly (a padded score can only win where every kept score is
+    negative, and then ReLU gives 0 either way); backbones whose head is not a Linear use the plain form.
+    """
+
+    def __init__(self, model: SpladeModel) -> None:
+        super().__init__()
+        self.mlm = model.mlm
+        self.register_buffer("vocab_keep", model.vocab_keep.detach().clone(), persistent=False)
+        found = _find_decoder(model.mlm)
+        self._decoder = found
+        self.fused = found is not None
+        if found is not None:
+            decoder = found[2]
+            weight = decoder.weight.detach()
+            ones = torch.ones(1, weight.shape[0], dtype=weight.dtype)
+            weight_ext = torch.cat([weight.t(), ones]).contiguous()  # [hidden + 1, vocab]
+            self.register_buffer("scores_weight", weight_ext, persistent=False)
+            bias = decoder.bias.detach() if decoder.bias is not None else torch.zeros(weight.shape[0])
+            self.register_buffer("scores_bias", bias.clone(), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if not self.fused:
+            logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+            kept = torch.relu(logits) * attention_mask.unsqueeze(-1).to(logits.dtype)
+            return torch.log1p(kept.max(dim=1).values) * self.vocab_keep.to(logits.dtype)
+        parent, name, decoder = self._decoder
+        setattr(parent, name, nn.Identity())  # the backbone now returns the head's hidden states
+        try:
+            hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+        finally:
+            setattr(parent, name, decoder)
+        offset = (attention_mask.unsqueeze(-1).to(hidden.dtype) - 1.0) * MASK_OFFSET
+        scores = torch.matmul(torch.cat([hidden, offset], dim=-1), self.scores_weight.to(hidden.dtype))
+        pooled = scores.max(dim=1).values + self.scores_bias.to(hidden.dtype)
+        return torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(hidden.dtype)
+
+
+def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> SpladeModel:
+    """Load a checkpoint in fp32 eval mode with eager attention (the form ORT's fusions recognise)."""
+    model = SpladeModel.from_pretrained(checkpoint, dtype=torch.float32)
+    if max_length:
+        model.max_length = max_length
+    setter = getattr(model.mlm, "set_attn_implementation", None)
+    if setter is not None:
+        try:
+            setter("eager")
+        except (ValueError, AttributeError):
+            log.info("backbone keeps its attention implementation")
+    return model.eval()
+
+
+def _example(model: SpladeModel) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = model.tokenize(["SPLADE export example", "짧은 예시 문장입니다"])
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str = "legacy") -> None:
+    """Trace `SpladeGraph(model)` to ONNX with dynamic batch and sequence axes."""
+    graph = SpladeGraph(model).eval()
+    ids, mask = _example(model)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "legacy":
+            axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                    OUTPUT_NAME: {0: "batch"}}
+            torch.onnx.export(graph, (ids, mask), str(path), input_names=INPUT_NAMES,
+                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
+                              dynamo=False, do_constant_folding=True)
+        elif exporter == "dynamo":
+            batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+            shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+            program = torch.onnx.export(graph, (ids, mask), input_names=INPUT_NAMES,
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
+                                        opset_version=max(opset, 18), dynamo=True, verbose=False)
+            program.save(str(path))
+        else:
+            raise at_option("--exporter", f"unknown exporter {exporter!r} (choose {', '.join(EXPORTERS)})")
+
+
+def optimize_graph(src: Path, dst: Path, model: SpladeModel) -> dict[str, int]:
+    """Fuse attention, LayerNorm, GELU and bias with ONNX Runtime's transformer optimizer (portable graph)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = model.mlm.config
+    optimized = optimize_model(str(src), model_type="bert", num_heads=int(config.num_attention_heads),
+                               hidden_size=int(config.hidden_size), opt_level=0)
+    optimized.save_model_to_file(str(dst))
+    return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    """Cast weights and activations to fp16, keeping int64 inputs and an fp32 output."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    onnx_model = OnnxModel(onnx.load(str(src)))
+    onnx_model.convert_float_to_float16(keep_io_types=True)
+    onnx_model.save_model_to_file(str(dst))
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the encoder's MatMul/Attention weights, per channel.
+
+    The vocabulary projection stays fp32: its input carries the `-MASK_OFFSET` column, which would
+    swamp a dynamic activation scale, and it decides which terms survive.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    pooled_inputs = {node.input[0] for node in graph.node if node.op_type == "ReduceMax"}
+    keep_fp32 = [node.name for node in graph.node
+                 if node.op_type == "MatMul" and node.output[0] in pooled_inputs]
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs advice on static pre-processing to the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=keep_fp32,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how closely each graph matches PyTorch."""
+
+    out_dir: Path
+    exporter: str
+    opset: int
+    providers: list[str]
+    files: list[str]
+    parity: dict[str, ParityResult]
+    fusions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def max_abs_diff(self) -> float:
+        return self.parity["fp32"].max_abs_diff
+
+    @property
+    def topk_overlap(self) -> float:
+        return self.parity["fp32"].topk_overlap
+
+    def to_dict(self) -> dict:
+        return {
+            "exporter": self.exporter, "opset": self.opset, "providers": self.providers, "files": self.files,
+            "fusions": self.fusions, "seconds": round(self.seconds, 2),
+            "parity": {name: result.to_dict() for name, result in self.parity.items()},
+        }
+
+
+def _ort_runner(path: Path):
+    from splade.export.onnx_encoder import make_session
+
+    session = make_session(path, ["CPUExecutionProvider"])
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})[0]
+
+    return run, session.get_providers()
+
+
+def _torch_runner(model: SpladeModel):
+    @torch.inference_mode()
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+
+    return run
+
+
+def _check(variant: str, path: Path, reference, batches,
+           tolerance: Tolerance) -> tuple[ParityResult, list[str]]:
+    try:
+        candidate, providers = _ort_runner(path)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per provider
+        if variant == "fp16":
+            note = f"the CPU provider cannot run this fp16 graph ({type(exc).__name__}); check it on a GPU"
+            return ParityResult(variant, float("nan"), float("nan"), float("nan"), 0, 0, tolerance,
+                                ran=False, note=note), []
+        raise SpladeError(f"{variant}: ONNX Runtime cannot load {path.name}: {exc}") from exc
+    return check_parity(reference, candidate, batches, variant, tolerance), providers
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    fp16: bool = False,
+    int8: bool = False,
+    opset: int = 17,
+    tolerance: float | None = None,
+    exporter: str = "legacy",
+    optimize: bool = True,
+    parity_texts: str | Path | None = None,
+    max_length: int | None = None,
+    tolerances: dict[str, Tolerance] | None = None,
+) -> ExportReport:
+    """Export `checkpoint` to `out_dir` (replaced atomically) and check every graph against PyTorch.
+
+    Raises `SpladeError` with the parity figures, writing nothing, when a graph misses its tolerance.
+    """
+    if exporter not in EXPORTERS:
+        raise at_option("--exporter", f"unknown exporter {exporter!r} (choose {', '.join(EXPORTERS)})")
+    if not 14 <= opset <= 23:
+        raise at_option("--opset", f"{opset} is outside 14..23")
+    limits = dict(DEFAULT_TOLERANCES, **(tolerances or {}))
+    if tolerance is not None:
+        if tolerance <= 0:
+            raise at_option("--tolerance", "must be > 0")
+        limits["fp32"] = Tolerance(tolerance, limits["fp32"].min_topk_overlap)
+    started = time.perf_counter()
+    model = load_for_export(checkpoint, max_length)
+    texts = load_parity_texts(parity_texts)
+    batches = parity_batches(model.tokenizer, texts, model.max_length)
+    reference = _torch_runner(model)
+    parity: dict[str, ParityResult] = {}
+    with tempfile.TemporaryDirectory(prefix="splade-export-") as scratch, atomic_dir(out_dir) as tmp:
+        tmp.chmod(0o755)
+        raw = Path(scratch) / "raw.onnx"
+        export_graph(model, raw, opset=opset, exporter=exporter)
+        main = tmp / VARIANT_FILES["fp32"]
+        fusions = optimize_graph(raw, main, model) if optimize else {}
+        if not optimize:
+            shutil.copyfile(raw, main)
+        parity["fp32"], providers = _check("fp32", main, reference, batches, limits["fp32"])
+        for variant, wanted, convert in (("fp16", fp16, convert_fp16), ("int8", int8, quantize_int8)):
+            if wanted:
+                convert(main, tmp / VARIANT_FILES[variant])
+                parity[variant], _ = _check(variant, tmp / VARIANT_FILES[variant], reference, batches,
+                                            limits[variant])
+        failed = [result.summary() for result in parity.values() if not result.passed]
+        if failed:
+            raise SpladeError("export failed its parity check, nothing written: " + "; ".join(failed))
+        model.tokenizer.save_pretrained(tmp)
+        _write_config(checkpoint, tmp, model, exporter, opset)
+        report = ExportReport(Path(out_dir), exporter, opset, providers, [], parity, fusions)
+        report.files = sorted(p.name for p in tmp.iterdir()) + ["export_report.json"]
+        report.seconds = time.perf_counter() - started
+        write_json(tmp / "export_report.json", report.to_dict())
+    return report
+
+
+def _write_config(checkpoint: str | Path, tmp: Path, model: SpladeModel, exporter: str, opset: int) -> None:
+    """`splade_config.json` beside the graph: the checkpoint's settings plus how the graph was made."""
+    source = Path(checkpoint) / SPLADE_CONFIG_NAME
+    meta = json.loads(source.read_text()) if source.is_file() else {"format": "splade", "pooling": "max",
+                                                                       "activation": "log1p_relu"}
+    meta.update(max_length=model.max_length, vocab_size=model.vocab_size,
+                onnx={"exporter": exporter, "opset": opset, "input_names": INPUT_NAMES,
+                      "output_name": OUTPUT_NAME, "source": Path(checkpoint).name})
+    write_json(tmp / SPLADE_CONFIG_NAME, meta)

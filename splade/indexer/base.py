@@ -1,0 +1,123 @@
+"""The one `SparseIndex` interface every backend implements, and the metadata an index is built with."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from splade.errors import SpladeError
+from splade.sparse import SparseBatch
+
+SearchHits = list[tuple[str, float]]
+
+
+@dataclass
+class IndexMetadata:
+    """Which model (and vocabulary) produced an index's vectors, and how document vectors were pruned."""
+
+    model_name: str
+    vocab_hash: str
+    vocab_size: int
+    top_k: int | None = None
+    threshold: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> IndexMetadata:
+        try:
+            top_k = data.get("top_k")
+            return IndexMetadata(
+                model_name=str(data["model_name"]),
+                vocab_hash=str(data["vocab_hash"]),
+                vocab_size=int(data["vocab_size"]),
+                top_k=None if top_k is None else int(top_k),
+                threshold=float(data.get("threshold", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpladeError(f"index metadata is incomplete or invalid ({exc})") from None
+
+    def check_compatible(self, expected: IndexMetadata, where: str, check_model: bool = True,
+                         check_pruning: bool = False) -> None:
+        """Raise a `SpladeError` when vectors made under `expected` must not meet this index's vectors.
+
+        The vocabulary (hash and size) must always match; the model name unless `check_model=False`
+        (e.g. the ONNX export of the indexing checkpoint); the pruning only when adding documents.
+        """
+        if self.vocab_hash != expected.vocab_hash or self.vocab_size != expected.vocab_size:
+            raise SpladeError(
+                f"{where}: index was built with vocabulary {self.vocab_hash} ({self.vocab_size} tokens) "
+                f"but the model has vocabulary {expected.vocab_hash} ({expected.vocab_size} tokens); "
+                "rebuild the index with this model"
+            )
+        if check_model and _normalise(self.model_name) != _normalise(expected.model_name):
+            raise SpladeError(
+                f"{where}: index was built with model {self.model_name!r}, not {expected.model_name!r} "
+                "(same vocabulary; pass --allow-other-model if it is the same model, e.g. its ONNX export)"
+            )
+        same_pruning = self.top_k == expected.top_k and abs(self.threshold - expected.threshold) <= 1e-9
+        if check_pruning and not same_pruning:
+            raise SpladeError(
+                f"{where}: index keeps top_k={self.top_k}, threshold={self.threshold} per document; "
+                f"new documents would use top_k={expected.top_k}, threshold={expected.threshold}"
+            )
+
+
+def _normalise(name: str) -> str:
+    return os.path.normpath(name.rstrip("/\\")) if name else name
+
+
+class SparseIndex(ABC):
+    """Documents as sparse vectors, searched by exact dot product (best first)."""
+
+    @property
+    @abstractmethod
+    def metadata(self) -> IndexMetadata:
+        """The model, vocabulary and pruning the indexed vectors were made with."""
+
+    @abstractmethod
+    def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[str] | None = None) -> None:
+        """Add (or replace, by id) documents; `vectors` row `i` belongs to `doc_ids[i]`."""
+
+    @abstractmethod
+    def search(self, queries: SparseBatch, top_k: int = 10) -> list[SearchHits]:
+        """For each query row, up to `top_k` `(doc_id, score)` pairs with a positive score, best first."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of live (not deleted) documents."""
+
+    @abstractmethod
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many were present."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Storage used by the index, in bytes."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Flush pending writes and release resources."""
+
+    def __enter__(self) -> SparseIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_add_arguments(doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[str] | None,
+                        metadata: IndexMetadata) -> None:
+    """Shared argument checks for `add`."""
+    if len(doc_ids) != len(vectors):
+        raise ValueError(f"{len(doc_ids)} document ids but {len(vectors)} vectors")
+    if texts is not None and len(texts) != len(doc_ids):
+        raise ValueError(f"{len(doc_ids)} document ids but {len(texts)} texts")
+    if vectors.vocab_size != metadata.vocab_size:
+        raise SpladeError(f"vectors have vocabulary size {vectors.vocab_size}, "
+                          f"the index {metadata.vocab_size}")
+    if len(set(doc_ids)) != len(doc_ids):
+        raise SpladeError("duplicate document ids in one add() call")

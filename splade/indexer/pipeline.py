@@ -1,0 +1,222 @@
+"""Index stage: encode a corpus into a `SparseIndex`, run queries against one, and the CLI's entry points."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from splade.atomic import atomic_dir
+from splade.data.beir import Document
+from splade.errors import SpladeError, at_option
+from splade.indexer.base import IndexMetadata, SparseIndex
+from splade.indexer.connection import OpenSearchSettings
+
+if TYPE_CHECKING:
+    from splade.encoding import Encoder
+
+BACKENDS = ("local", "opensearch")
+ENCODE_CHUNK = 1024  # documents encoded and handed to `index.add` at a time
+
+
+def metadata_for(encoder: Encoder, top_k: int | None = None, threshold: float = 0.0) -> IndexMetadata:
+    """The metadata an index built with `encoder` and this document pruning carries."""
+    return IndexMetadata(encoder.model_name, encoder.vocab_hash, encoder.vocab_size, top_k, threshold)
+
+
+def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex, batch_size: int = 32,
+                 show_progress: bool = True) -> int:
+    """Encode `documents` (title + text, pruned as `index.metadata` says) and add them; returns the count."""
+    meta = index.metadata
+    if encoder.vocab_hash != meta.vocab_hash:
+        raise SpladeError("the encoder's vocabulary differs from the index's; "
+                          "use the model the index was built with")
+    done = 0
+    with tqdm(total=len(documents), desc="indexing", unit="doc", disable=not show_progress) as bar:
+        for start in range(0, len(documents), ENCODE_CHUNK):
+            chunk = documents[start:start + ENCODE_CHUNK]
+            texts = [d.full_text for d in chunk]
+            vectors = encoder.encode(texts, batch_size=batch_size, top_k=meta.top_k, threshold=meta.threshold)
+            index.add([d.doc_id for d in chunk], vectors, texts)
+            done += len(chunk)
+            bar.update(len(chunk))
+    return done
+
+
+def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex, top_k: int = 10,
+                   batch_size: int = 32, show_progress: bool = False) -> dict[str, dict[str, float]]:
+    """Encode and run `queries`; the result is a run `{query id: {doc id: score}}` (best first)."""
+    qids = list(queries)
+    vectors = encoder.encode([queries[q] for q in qids], batch_size=batch_size, show_progress=show_progress,
+                             desc="queries")
+    hits = index.search(vectors, top_k=top_k)
+    return {qid: dict(row) for qid, row in zip(qids, hits, strict=True)}
+
+
+# -- CLI stage functions -------------------------------------------------------------------------------
+@dataclass
+class IndexTarget:
+    """Which index a command talks to."""
+
+    backend: str
+    index: str
+    settings: OpenSearchSettings | None = None
+    query_mode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise at_option("--backend", f"choose one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.backend == "opensearch" and self.settings is None:
+            self.settings = OpenSearchSettings.from_env()
+
+
+def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata, must_exist: bool,
+                     check_model: bool = True, check_existing: bool = True) -> Any:
+    from splade.indexer.opensearch import OpenSearchSparseIndex, check_index_name
+
+    assert target.settings is not None
+    check_index_name(target.index)
+    return OpenSearchSparseIndex.connect(target.settings, target.index, encoder.id_to_token, meta,
+                                         target.query_mode, must_exist=must_exist, check_model=check_model,
+                                         check_existing=check_existing)
+
+
+def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, top_k: int | None = None,
+                threshold: float = 0.0, batch_size: int = 32, append: bool = False, device: str | None = None,
+                show_progress: bool = True) -> dict[str, Any]:
+    """`splade index`: load the corpus (fails before anything is built), encode it, and build the index.
+
+    A local index is built in a temporary folder that replaces the target in one rename; an OpenSearch
+    index is loaded into a new concrete index and the alias moved only after the count check. With
+    `append`, documents are added to the existing index instead (same model and pruning required).
+    """
+    from splade.data.beir import load_corpus
+    from splade.encoding import load_encoder
+
+    if top_k is not None and top_k < 1:
+        raise at_option("--top-k-doc", "must be at least 1")
+    if threshold < 0:
+        raise at_option("--threshold", "must be >= 0")
+    if batch_size < 1:
+        raise at_option("--batch-size", "must be at least 1")
+    corpus_path = Path(corpus_dir)
+    corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
+    documents = list(load_corpus(corpus_file).values())
+    if not documents:
+        raise SpladeError(f"{corpus_file}: no documents")
+    if target.backend == "local":
+        _check_local_target(Path(target.index), append)
+    else:  # fail fast on an unreachable cluster or bad credentials, before loading the model
+        check_connection(target)
+    encoder = _load_encoder(load_encoder, model, device)
+    meta = metadata_for(encoder, top_k, threshold)
+    if target.backend == "local":
+        count = _build_local(encoder, documents, Path(target.index), meta, batch_size, append, show_progress)
+    else:
+        count = _build_opensearch(encoder, documents, target, meta, batch_size, append, show_progress)
+    return {"documents": count, "index": target.index, "backend": target.backend, "model": meta.model_name,
+            "device": encoder.device_description}
+
+
+def check_connection(target: IndexTarget) -> None:
+    """Reach the cluster once (a one-line `SpladeError` for an unreachable cluster or a wrong password)."""
+    from splade.indexer.connection import describe_error, make_client
+    from splade.indexer.opensearch import check_index_name
+
+    assert target.settings is not None
+    check_index_name(target.index)
+    client = make_client(target.settings)
+    try:
+        client.info()
+    except Exception as exc:
+        raise describe_error(exc, target.settings, "connecting") from None
+    finally:
+        client.close()
+
+
+def _load_encoder(loader: Any, model: str | Path, device: str | None) -> Encoder:
+    if not Path(model).is_dir():
+        raise at_option("--model", f"model folder not found: {model}")
+    try:
+        return loader(model, device=device)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise at_option("--model", f"cannot load a model from {model}: {first_line}") from None
+
+
+def _check_local_target(path: Path, append: bool) -> None:
+    if append and not (path / "manifest.json").is_file():
+        raise at_option("--append", f"{path}: no index to append to")
+    if path.exists() and not (path / "manifest.json").is_file() and (path.is_file() or any(path.iterdir())):
+        raise at_option("--index", f"{path} exists and is not a splade index; refusing to replace it")
+
+
+def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: IndexMetadata,
+                 batch_size: int, append: bool, show_progress: bool) -> int:
+    from splade.indexer.local import LocalSparseIndex
+
+    with atomic_dir(path) as tmp:
+        if append:  # copy, then add: the live index is replaced only once the new documents are in
+            shutil.rmtree(tmp)
+            shutil.copytree(path, tmp)
+            index = LocalSparseIndex.open(tmp, expected=meta, for_add=True)
+        else:
+            index = LocalSparseIndex.create(tmp, meta)
+        with index:
+            index_corpus(encoder, documents, index, batch_size, show_progress)
+        return index.count()
+
+
+def _build_opensearch(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
+                      batch_size: int, append: bool, show_progress: bool) -> int:
+    index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append)
+    with index:
+        if append:
+            index.stored_metadata().check_compatible(meta, f"OpenSearch index {target.index!r}",
+                                                     check_pruning=True)
+            index_corpus(encoder, documents, index, batch_size, show_progress)
+        else:
+            with index.rebuild():
+                index_corpus(encoder, documents, index, batch_size, show_progress)
+        return index.count()
+
+
+def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) -> SparseIndex:
+    """Open an existing index for searching with `encoder` (refused when it was built by another model)."""
+    meta = metadata_for(encoder)
+    if target.backend == "local":
+        from splade.indexer.local import LocalSparseIndex
+
+        return LocalSparseIndex.open(target.index, expected=meta, check_model=check_model)
+    index = _open_opensearch(target, encoder, meta, must_exist=True, check_model=check_model)
+    index._metadata = index.stored_metadata()  # searching: the stored pruning is the index's own
+    return index
+
+
+def search_text(model: str | Path, target: IndexTarget, query: str, top_k: int = 10,
+                device: str | None = None, check_model: bool = True) -> list[tuple[str, float, str | None]]:
+    """`splade search`: encode one query and return `(doc_id, score, text)` best first."""
+    from splade.encoding import load_encoder
+
+    if not query.strip():
+        raise at_option("QUERY", "the query is empty")
+    if top_k < 1:
+        raise at_option("--top-k", "must be at least 1")
+    if target.backend == "local":  # fail fast, before loading the model
+        from splade.indexer.local import LocalSparseIndex
+
+        LocalSparseIndex.open(target.index).close()
+    else:
+        check_connection(target)
+    encoder = _load_encoder(load_encoder, model, device)
+    index = open_index(target, encoder, check_model)
+    with contextlib.closing(index):
+        hits = index.search(encoder.encode([query]), top_k=top_k)[0]
+        fetch = getattr(index, "fetch_texts", None)
+        texts = fetch([d for d, _ in hits]) if fetch else [None] * len(hits)
+    return [(doc_id, score, text) for (doc_id, score), text in zip(hits, texts, strict=True)]

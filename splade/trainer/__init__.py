@@ -1,0 +1,1 @@
+"""Training: losses, curriculum, sampler, loop, checkpoints, metrics, IDF weights and distillation."""

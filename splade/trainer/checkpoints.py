@@ -1,0 +1,140 @@
+"""Checkpoints (guide 8.1): `checkpoint_N/` with the model (HF format), optimizer, scheduler, scaler,
+trainer state (curriculum position, RNG states, position in the epoch) and `checkpoint_info.json`.
+
+Each checkpoint is written into a temporary folder and renamed into place, so a crash while saving
+leaves the previous checkpoints valid; only complete folders (with `checkpoint_info.json`) are resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from splade.atomic import atomic_dir, write_json
+from splade.errors import SpladeError
+
+CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+INFO_NAME = "checkpoint_info.json"
+STATE_NAME = "trainer_state.pt"
+
+
+@dataclass
+class TrainerState:
+    """Where the run is: resumed exactly from these numbers plus the RNG states."""
+
+    global_step: int = 0  # optimizer steps done
+    epoch: int = 1  # current 1-based epoch
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums for the epoch's averages
+    skipped_lines: int = 0
+
+
+def rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(
+    output_dir: Path,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    state: TrainerState,  # noqa: ANN001
+    info: dict[str, Any],
+) -> Path:
+    """Write `output_dir/checkpoint_<step>/` atomically and return its path."""
+    target = output_dir / f"checkpoint_{state.global_step}"
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        torch.save({"state": asdict(state), "rng": rng_states()}, tmp / STATE_NAME)
+        write_json(
+            tmp / INFO_NAME,
+            {
+                "global_step": state.global_step,
+                "epoch": state.epoch,
+                "batch_in_epoch": state.batch_in_epoch,
+                **info,
+            },
+        )
+    return target
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints in `output_dir`, oldest first."""
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for child in output_dir.iterdir():
+        match = CHECKPOINT_RE.match(child.name)
+        if match and (child / INFO_NAME).is_file() and (child / STATE_NAME).is_file():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def rotate_checkpoints(output_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoints."""
+    for old in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_checkpoint(path: Path) -> Path:
+    """`path` if it is a complete checkpoint, else a clear error."""
+    if not (path / INFO_NAME).is_file() or not (path / STATE_NAME).is_file() or not (path / "model").is_dir():
+        raise SpladeError(
+            f"--resume-from {path}: not a complete checkpoint folder (needs model/, {INFO_NAME})"
+        )
+    return path
+
+
+def load_trainer_state(path: Path) -> TrainerState:
+    """Read the trainer state and restore the RNG states saved with it."""
+    payload = torch.load(path / STATE_NAME, weights_only=False)
+    restore_rng_states(payload["rng"])
+    return TrainerState(**payload["state"])
+
+
+def load_optim_states(path: Path, optimizer, scheduler, scaler, device: torch.device) -> None:  # noqa: ANN001
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    if scaler is not None and (path / "scaler.pt").is_file():
+        scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=False))
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    return json.loads((path / INFO_NAME).read_text(encoding="utf-8"))

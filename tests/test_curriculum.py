@@ -1,0 +1,104 @@
+"""Curriculum phases (guide 4.2), the data-focus sampler, the LR schedule and FLOPS annealing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from splade.config import FocusConfig, load_config
+from splade.trainer.curriculum import Curriculum
+from splade.trainer.loop import cosine_with_warmup, flops_scale
+from splade.trainer.sampler import epoch_indices, group_fractions
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_v22_phase_table() -> None:
+    cfg = load_config(CONFIGS / "train_v22.yaml")
+    cur = Curriculum(cfg.curriculum_phases, cfg.loss)
+    got = {
+        e: (
+            cur.settings(e).index,
+            cur.settings(e).temperature,
+            cur.settings(e).lambda_infonce,
+            cur.settings(e).lr_multiplier,
+        )
+        for e in (1, 10, 11, 20, 21, 30)
+    }
+    assert got == {
+        1: (1, 0.07, 1.0, 1.0),
+        10: (1, 0.07, 1.0, 1.0),
+        11: (2, 0.05, 1.5, 0.5),
+        20: (2, 0.05, 1.5, 0.5),
+        21: (3, 0.03, 2.0, 0.25),
+        30: (3, 0.03, 2.0, 0.25),
+    }
+    # outside every phase: the loss section's values
+    assert cur.settings(31).index == 0 and cur.settings(31).temperature == cfg.loss.temperature
+
+
+def test_v23_phases_keep_the_loss_lambda() -> None:
+    cfg = load_config(CONFIGS / "train_v23.yaml")
+    cur = Curriculum(cfg.curriculum_phases, cfg.loss)
+    assert [cur.settings(e).temperature for e in (1, 7, 8, 14, 15, 20)] == [
+        0.08,
+        0.08,
+        0.05,
+        0.05,
+        0.04,
+        0.04,
+    ]
+    assert {cur.settings(e).lambda_infonce for e in range(1, 21)} == {2.5}
+
+
+def _values(n: int = 60) -> dict[str, list[str]]:
+    types = ["single_term"] * 10 + ["multi_term"] * 30 + ["cross_lingual"] * 20
+    difficulty = ["hard"] * 6 + ["easy"] * 54
+    return {"pair_type": types[:n], "difficulty": difficulty[:n]}
+
+
+def test_focus_draws_the_named_fraction_exactly() -> None:
+    values = _values()
+    focus = FocusConfig(by="pair_type", fractions={"single_term": 0.5})
+    idx = epoch_indices(values, focus, 60, seed=1, epoch=1)
+    counts = Counter(values["pair_type"][i] for i in idx)
+    assert counts["single_term"] == 30  # 50% although only 1/6 of the data
+    # the rest keeps the other types' proportions (30:20)
+    assert counts["multi_term"] == 18 and counts["cross_lingual"] == 12
+    # the 10 single-term examples are each used 3 times, none more often than needed
+    assert Counter(i for i in idx if values["pair_type"][i] == "single_term").most_common(1)[0][1] == 3
+
+
+def test_balanced_and_hard_negative_focus() -> None:
+    values = _values()
+    idx = epoch_indices(values, FocusConfig(by="pair_type", fractions="balanced"), 60, seed=1, epoch=2)
+    assert set(Counter(values["pair_type"][i] for i in idx).values()) == {20}
+    idx = epoch_indices(values, FocusConfig(by="difficulty", fractions={"hard": 0.5}), 60, seed=1, epoch=3)
+    assert Counter(values["difficulty"][i] for i in idx)["hard"] == 30
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch() -> None:
+    values = _values()
+    a = epoch_indices(values, None, 60, seed=7, epoch=1)
+    assert np.array_equal(a, epoch_indices(values, None, 60, seed=7, epoch=1))
+    assert not np.array_equal(a, epoch_indices(values, None, 60, seed=7, epoch=2))
+    assert sorted(a.tolist()) == list(range(60))  # without focus: every example once
+
+
+def test_missing_focus_value_gives_its_share_to_the_rest() -> None:
+    values = _values()
+    fractions = group_fractions(
+        values["pair_type"], FocusConfig(by="pair_type", fractions={"paraphrase": 0.5})
+    )
+    assert sum(fractions.values()) == pytest.approx(1.0) and "paraphrase" not in fractions
+
+
+def test_cosine_schedule_with_warmup_and_flops_annealing() -> None:
+    f = cosine_with_warmup(total_steps=100, warmup_steps=10)
+    assert f(0) == 0.0 and f(5) == pytest.approx(0.5) and f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0, abs=1e-12)
+    assert flops_scale(0, 100) == 0.0 and flops_scale(50, 100) == pytest.approx(0.25)
+    assert flops_scale(200, 100) == 1.0 and flops_scale(3, 0) == 1.0

@@ -1,0 +1,183 @@
+"""The six loss components (and distillation) against hand-computed values, and the IDF penalty weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from splade.config import load_config
+from splade.trainer.idf import corpus_texts, document_frequencies, idf_penalty_weights, smooth_idf
+from splade.trainer.losses import (
+    SpladeLoss,
+    bag_of_tokens,
+    distillation_loss,
+    flops_loss,
+    infonce_loss,
+    min_activation_loss,
+    token_activation_loss,
+    triplet_margin_loss,
+)
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def test_infonce_matches_the_formula() -> None:
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    docs = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    tau = 0.5
+    got = infonce_loss(q, docs, tau, "dot")
+    scores = q @ docs.T / tau
+    expected = (
+        -(scores[0, 0] - torch.logsumexp(scores[0], 0) + scores[1, 1] - torch.logsumexp(scores[1], 0)) / 2
+    )
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    cos = F.normalize(q, dim=-1) @ F.normalize(docs, dim=-1).T / tau
+    expected_cos = F.cross_entropy(cos, torch.arange(2))
+    assert infonce_loss(q, docs, tau, "cosine").item() == pytest.approx(expected_cos.item(), rel=1e-6)
+    # a lower temperature sharpens: the well-separated batch gets a smaller loss
+    separated = torch.tensor([[1.0, 0.1, 0.0], [0.0, 1.0, 0.1], [0.0, 0.0, 1.0], [0.2, 0.0, 1.0]])
+    assert infonce_loss(q, separated, 0.05, "cosine") < infonce_loss(q, separated, 1.0, "cosine")
+
+
+def test_token_activation_is_minus_mean_over_the_input_tokens_without_specials() -> None:
+    ids = torch.tensor([[0, 3, 5, 5, 1], [0, 4, 1, 2, 2]])  # 0=CLS 1=SEP 2=PAD are special
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    keep = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    bag = bag_of_tokens(ids, mask, keep)
+    assert bag.tolist() == [[0, 0, 0, 1, 0, 1], [0, 0, 0, 0, 1, 0]]
+    q = torch.tensor([[9.0, 9.0, 9.0, 2.0, 7.0, 4.0], [9.0, 9.0, 9.0, 1.0, 3.0, 5.0]])
+    assert token_activation_loss(q, bag).item() == pytest.approx(-(2.0 + 4.0 + 3.0) / 3)
+
+
+def test_triplet_margin_on_cosine() -> None:
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    n = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    # row 0: cos(q,p)=1, cos(q,n)=0 -> max(0, 0.3-1+0)=0 ; row 1: 0.3 - 0 + 1/sqrt(2)
+    expected = (0.0 + 0.3 + 1 / math.sqrt(2)) / 2
+    assert triplet_margin_loss(q, p, n, 0.3).item() == pytest.approx(expected, rel=1e-6)
+    # the guide's margin 1.5 can never be satisfied by cosine similarity
+    assert triplet_margin_loss(q, q, -q.abs() * 0, 1.5).item() == pytest.approx(0.5)
+
+
+def test_flops_uniform_and_weighted() -> None:
+    reps = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert flops_loss(reps).item() == pytest.approx(2.0**2 + 0 + 1.0**2)
+    weights = torch.tensor([0.5, 1.0, 3.0])
+    assert flops_loss(reps, weights).item() == pytest.approx(0.5 * 4 + 3.0 * 1)
+
+
+def test_min_activation_over_top_k() -> None:
+    q = torch.tensor([[0.1, 0.2, 0.3, 0.0], [5.0, 4.0, 3.0, 0.0]])
+    # row 0: top-2 mean 0.25 -> 1 - 0.25 ; row 1 above threshold -> 0
+    assert min_activation_loss(q, 2, 1.0).item() == pytest.approx(0.75 / 2)
+
+
+def test_distillation_is_scale_free_and_positive_when_rankings_differ() -> None:
+    teacher = torch.tensor([[0.9, 0.7, 0.2, 0.1], [0.3, 0.8, 0.1, 0.2]])
+    assert distillation_loss(teacher * 40 + 3, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(teacher.flip(-1), teacher).item() > 0.1
+
+
+def test_splade_loss_is_the_weighted_sum_and_has_gradients() -> None:
+    cfg = load_config(CONFIGS / "train_v22.yaml").loss
+    torch.manual_seed(0)
+    logits = torch.randn(6, 20, requires_grad=True)
+    reps = torch.log1p(torch.relu(logits))
+    q, p, n = reps[:2], reps[2:4], reps[4:]
+    bags = (torch.rand(4, 20) > 0.7).float()
+    loss = SpladeLoss(cfg)
+    out = loss(q, p, n, bags[:2], bags[2:], temperature=0.05, lambda_infonce=1.5, flops_scale=0.25)
+    assert set(out.components) == {"infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act"}
+    assert out.weights["infonce"] == 1.5 and out.weights["flops"] == pytest.approx(0.005 * 0.25)
+    expected = sum(out.weights[k] * v for k, v in out.components.items())
+    assert out.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out.components["self"].item() == pytest.approx(
+        -(q * bags[:2]).sum().item() / bags[:2].sum().item()
+    )
+    out.total.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_kd_component_only_with_teacher_scores() -> None:
+    cfg = load_config(CONFIGS / "train_v23.yaml").loss
+    reps = torch.rand(6, 10)
+    bags = torch.ones(4, 10)
+    teacher = torch.rand(2, 4)
+    out = SpladeLoss(cfg)(
+        reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], 0.05, 2.5, teacher_scores=teacher
+    )
+    assert "kd" in out.components and out.weights["kd"] == cfg.lambda_kd
+    assert (
+        "kd" not in SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], 0.05, 2.5).components
+    )
+
+
+def test_idf_penalty_falls_as_idf_rises(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = ["당뇨병 치료", "당뇨병 예방", "당뇨병 관리", "coffee"]
+    df = document_frequencies(texts, tok, len(tok))
+    common = tok.convert_tokens_to_ids(tok.tokenize("당뇨병"))[0]
+    assert df[common] == 3
+    idf = smooth_idf(df, len(texts))
+    assert idf.min() >= 1.0
+    weights = idf_penalty_weights(texts, tok, len(tok))
+    rare = tok.convert_tokens_to_ids(tok.tokenize("coffee"))[0]
+    assert weights[common] > weights[rare] >= 1.0
+    assert weights.min().item() == pytest.approx(1.0)  # unseen tokens pay the uniform penalty
+
+
+def test_idf_corpus_reads_beir_and_triplets(tmp_path: Path) -> None:
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "1", "title": "T", "text": "body"}\n\n', encoding="utf-8")
+    assert corpus_texts(tmp_path) == ["T body"]
+    trip = tmp_path / "t.jsonl"
+    trip.write_text('{"query": "q", "positive": "p", "negative": "n"}\n{"oops": 1}\n', encoding="utf-8")
+    from splade.errors import SpladeError
+
+    with pytest.raises(SpladeError, match=r"t\.jsonl:2:"):
+        corpus_texts(trip)
+
+
+@pytest.mark.parametrize("blocks", [(1 << 24, 1 << 18), (50, 7)])  # one block; many small blocks
+def test_fused_pooling_matches_the_model_forward(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, blocks: tuple[int, int]
+) -> None:
+    """The trainer's fused projection + max-pool gives SpladeModel.forward's values and gradients."""
+    import splade.trainer.fast_pool as fast_pool
+    from splade.modeling import SpladeModel
+
+    monkeypatch.setattr(fast_pool, "CHUNK_ELEMENTS", blocks[0])
+    monkeypatch.setattr(fast_pool, "CACHE_ELEMENTS", blocks[1])
+    model = SpladeModel.from_pretrained(tiny_model_dir).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(5, model.vocab_size, (5, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    mask[3, 2:] = 0
+    weights = torch.rand(5, model.vocab_size)
+    expected = model(ids, mask)
+    (expected * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    got = fast_pool.fused_splade_forward(model, ids, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    (got * weights).sum().backward()
+    params = dict(model.named_parameters())
+    assert grads.keys() == {n for n, p in params.items() if p.grad is not None}
+    for name, grad in grads.items():
+        torch.testing.assert_close(params[name].grad, grad, rtol=1e-4, atol=1e-5)
+    # the GPU (whole-batch) path computes the same maxima and positions as the CPU (per-text) path
+    hidden = torch.randn(5, 9, 16)
+    weight, bias = torch.randn(40, 16), torch.randn(40)
+    for a, b in zip(
+        fast_pool._pool_batched(hidden, mask, weight, bias),
+        fast_pool._pool_per_text(hidden, mask, weight, bias),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)

@@ -1,0 +1,150 @@
+"""Resume: a run killed mid-epoch and resumed ends with the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from splade.config import load_config
+from splade.errors import SpladeError
+from splade.trainer import checkpoints as ckpt
+from splade.trainer.loop import train
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PAIRS = [
+    ("당뇨병 치료", "diabetes mellitus treatment"),
+    ("고혈압 예방", "hypertension prevention"),
+    ("서울 수도", "Seoul is the capital of Korea"),
+    ("커피 건강", "coffee is good for health"),
+]
+
+
+class Killed(Exception):
+    """Stands in for the process being killed."""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(tmp_path: Path, model_dir: Path, out: str, *extra: str):
+    data = tmp_path / "train.jsonl"
+    if not data.exists():
+        rnd = random.Random(0)
+        lines = []
+        for i in range(12):
+            query, positive = PAIRS[i % 4]
+            negative = rnd.choice([p for _, p in PAIRS if p != positive])
+            lines.append(
+                json.dumps(
+                    {
+                        "query": query,
+                        "positive": positive,
+                        "negative": negative,
+                        "pair_type": ["single_term", "multi_term"][i % 2],
+                        "difficulty": ["easy", "hard", "easy"][i % 3],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_config(
+        CONFIGS / "train_quickstart.yaml",
+        [
+            f"model.name={model_dir}",
+            "model.dropout=0.1",
+            f"data.train_files=[{data}]",
+            f"data.val_files=[{data}]",
+            "data.batch_size=3",
+            "data.max_length=12",
+            "training.num_epochs=2",
+            "training.save_steps=3",
+            "training.save_total_limit=10",
+            "training.learning_rate=1e-3",
+            "output.tensorboard=false",
+            f"output.dir={tmp_path / out}",
+            *extra,
+        ],
+    )
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpoint / "model" / "model.safetensors"))
+
+
+def _kill_at(step: int):
+    def callback(global_step: int) -> None:
+        if global_step == step:
+            raise Killed
+
+    return callback
+
+
+def test_killed_mid_epoch_and_resumed_matches_uninterrupted(tiny_model_dir: Path, tmp_path: Path) -> None:
+    full = train(_config(tmp_path, tiny_model_dir, "full"))
+    assert full.global_step == 8  # 2 epochs x 4 batches
+
+    cfg = _config(tmp_path, tiny_model_dir, "killed")
+    with pytest.raises(Killed):
+        train(cfg, step_callback=_kill_at(7))
+    latest = ckpt.latest_checkpoint(cfg.output.dir)
+    info = ckpt.read_info(latest)
+    assert latest.name == "checkpoint_6" and info["epoch"] == 2 and info["batch_in_epoch"] == 2  # mid-epoch
+    resumed = train(cfg, resume=True)
+    assert resumed.global_step == 8
+
+    expected, got = _weights(full.output_dir / "checkpoint_8"), _weights(resumed.output_dir / "checkpoint_8")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [h["train"]["loss"] for h in resumed.history] == pytest.approx(
+        [h["train"]["loss"] for h in full.history]
+    )
+    assert [h["val"]["loss"] for h in resumed.history] == pytest.approx(
+        [h["val"]["loss"] for h in full.history]
+    )
+
+    # resuming from an explicit earlier checkpoint (mid-epoch 1) replays to the same end
+    again = train(cfg, resume_from=cfg.output.dir / "checkpoint_3")
+    for name, value in _weights(again.output_dir / "checkpoint_8").items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(tmp_path, tiny_model_dir, "crash", "training.num_epochs=1")
+    real_save = torch.save
+    calls = {"optimizer": 0}
+
+    def failing_save(obj, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if Path(path).name == "optimizer.pt":
+            calls["optimizer"] += 1
+            if calls["optimizer"] == 2:
+                raise OSError("disk full")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(cfg)
+    out = cfg.output.dir
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_3"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint")]  # no half-written folder
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    assert train(cfg, resume=True).global_step == 4
+
+
+def test_resume_errors_and_fresh_start(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, tiny_model_dir, "fresh", "training.max_steps=1")
+    with pytest.raises(SpladeError, match="not a complete checkpoint"):
+        train(cfg, resume_from=tmp_path)
+    assert train(cfg, resume=True).global_step == 1  # nothing to resume: starts from scratch

@@ -1,0 +1,273 @@
+"""The training loop end to end on tiny models and data built inside the test."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from splade.config import load_config
+from splade.data.triplets import TripletCollator, load_triplets
+from splade.errors import SpladeError
+from splade.trainer.loop import train
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models train fastest on one thread (and do not fight other jobs on a shared 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+PAIRS = [
+    ("당뇨병 치료 방법", "diabetes mellitus treatment"),
+    ("고혈압 예방과 관리", "hypertension prevention"),
+    ("서울은 한국의 수도이다", "Seoul is the capital of Korea"),
+    ("커피는 건강에 좋다", "coffee is good for health"),
+    ("인공지능 검색 모델", "neural sparse retrieval model"),
+    ("감기 증상과 치료", "common cold symptoms"),
+]
+
+
+def write_triplets(path: Path, n: int, seed: int = 0) -> Path:
+    rnd = random.Random(seed)
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            query, positive = PAIRS[i % len(PAIRS)]
+            negative = rnd.choice([p for _, p in PAIRS if p != positive])
+            handle.write(
+                json.dumps(
+                    {
+                        "query": query,
+                        "positive": positive,
+                        "negative": negative,
+                        "pair_type": ["single_term", "cross_lingual", "multi_term"][i % 3],
+                        "difficulty": ["easy", "hard"][i % 2],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    return path
+
+
+def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int = 24):
+    train_file = write_triplets(tmp_path / "train.jsonl", n_train)
+    val_file = write_triplets(tmp_path / "val.jsonl", 12, seed=1)
+    return load_config(
+        CONFIGS / "train_quickstart.yaml",
+        [
+            f"model.name={model_dir}",
+            f"data.train_files=[{train_file}]",
+            f"data.val_files=[{val_file}]",
+            f"output.dir={tmp_path / 'out'}",
+            "data.batch_size=4",
+            "data.max_length=16",
+            *overrides,
+        ],
+    )
+
+
+def test_triplets_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    good = json.dumps({"query": "q", "positive": "p", "negative": "n"})
+    cases = {
+        "{not json": "invalid JSON",
+        json.dumps({"query": "q", "positive": "p"}): "missing field 'negative'",
+        json.dumps({"query": "q", "positive": "  ", "negative": "n"}): "field 'positive' is empty",
+        json.dumps(["q", "p", "n"]): "expected a JSON object",
+    }
+    for bad, message in cases.items():
+        path.write_text(f"{good}\n\n{bad}\n{good}\n", encoding="utf-8")
+        with pytest.raises(SpladeError) as info:
+            load_triplets([path])
+        assert str(info.value).startswith(f"{path}:3: ") and message in str(info.value)
+        data = load_triplets([path], skip_invalid=True)
+        assert len(data) == 2 and data.skipped == 1 and data[0].pair_type == "unknown"
+
+
+def test_collator_encodes_the_batch_in_one_padded_tensor(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    data = load_triplets([write_triplets(tmp_path / "t.jsonl", 5)])
+    batch = TripletCollator(AutoTokenizer.from_pretrained(tiny_model_dir), 8)(data.triplets[:3])
+    assert batch["input_ids"].shape[0] == 9 and batch["input_ids"].shape[1] <= 8
+    assert batch["attention_mask"].shape == batch["input_ids"].shape
+
+
+def test_train_writes_the_guide_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.num_epochs=3",
+        "training.save_steps=4",
+        "training.logging_steps=1",
+        "training.learning_rate=3e-3",
+        "training.save_total_limit=2",
+    )
+    result = train(cfg)
+    out = result.output_dir
+    assert result.global_step == 18 and len(result.history) == 3
+    assert [h["phase"] for h in result.history] == [1, 2, 3]
+    assert [h["temperature"] for h in result.history] == [0.08, 0.05, 0.04]
+    history = json.loads((out / "training_history.json").read_text())
+    assert len(history["epochs"]) == 3 and history["best_epoch"] in (1, 2, 3)
+    first, last = result.history[0], result.history[-1]
+    assert last["val"]["loss_infonce"] < first["val"]["loss_infonce"]  # it learned something
+    assert {"mrr", "accuracy", "active_terms_query", "active_terms_doc", "flops"} <= set(last["val"])
+    # checkpoints: rotated to the newest two, each complete
+    names = sorted(p.name for p in out.glob("checkpoint_*"))
+    assert names == ["checkpoint_16", "checkpoint_18"]
+    for name in ("model/model.safetensors", "optimizer.pt", "scheduler.pt", "checkpoint_info.json"):
+        assert (out / "checkpoint_18" / name).is_file()
+    assert json.loads((out / "checkpoint_18" / "checkpoint_info.json").read_text())["global_step"] == 18
+    # best_model loads by path in the model class and in the encoder
+    from splade.encoding import load_encoder
+    from splade.modeling import SpladeModel
+
+    assert SpladeModel.from_pretrained(result.best_model_dir).max_length == 16
+    encoded = load_encoder(result.best_model_dir, backend="torch").encode(["당뇨병 치료"])
+    assert encoded.active_counts()[0] > 0
+    # tensorboard: the guide's metrics plus every component and the sparsity stats
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "train/loss",
+        "train/loss_infonce",
+        "train/loss_flops",
+        "train/learning_rate",
+        "train/gradient_norm",
+        "val/loss",
+        "train/loss_self",
+        "train/loss_positive",
+        "train/loss_margin",
+        "train/loss_min_act",
+        "train/active_terms_query",
+        "train/active_terms_doc",
+        "train/flops",
+    }
+    assert expected <= tags
+    lrs = [e.value for e in events.Scalars("train/learning_rate")]
+    assert max(lrs) <= 3e-3 + 1e-9 and lrs[-1] < max(lrs)
+
+
+def test_idf_weighting_kd_and_no_expansion(tiny_model_dir: Path, tmp_path: Path, me5_dir: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.num_epochs=1",
+        "training.max_steps=2",
+        "model.use_expansion=false",
+        "loss.use_idf_weighting=true",
+        "loss.lambda_kd=1.0",
+        f"loss.teacher={{name: {me5_dir}}}",
+        "output.tensorboard=false",
+    )
+    result = train(cfg)
+    assert result.global_step == 2
+    train_stats = result.history[0]["train"]
+    assert "loss_kd" in train_stats and train_stats["loss_kd"] >= 0
+    # without expansion a text only activates its own tokens
+
+    assert result.history[0]["val"]["active_terms_query"] <= 16
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.learning_rate=1e30",
+        "training.warmup_ratio=0",
+        "training.save_steps=1",
+        "training.max_grad_norm=1e30",
+        "output.tensorboard=false",
+    )
+    with pytest.raises(SpladeError, match="non-finite") as info:
+        train(cfg)
+    message = str(info.value)
+    assert "checkpoint_" in message and "\n" not in message
+    kept = cfg.output.dir / "checkpoint_1"
+    assert (kept / "checkpoint_info.json").is_file() and (kept / "model" / "model.safetensors").is_file()
+
+
+def test_skip_invalid_counts_lines(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.num_epochs=1",
+        "training.max_steps=1",
+        "data.skip_invalid=true",
+        "output.tensorboard=false",
+    )
+    with cfg.data.train_files[0].open("a", encoding="utf-8") as handle:
+        handle.write('{"query": "", "positive": "p", "negative": "n"}\nnot json\n')
+    assert train(cfg).skipped_lines == 2
+
+
+def test_splade_tiny_on_real_triplets(splade_tiny_dir: Path, tmp_path: Path) -> None:
+    """A few steps of the real English SPLADE checkpoint on triplets from the MS MARCO-Korean train split."""
+    from conftest import shared_path
+
+    from splade.data.beir import load_beir
+
+    data = load_beir(shared_path("data", "beir", "msmarco-ko"), split="train")
+    rnd = random.Random(0)
+    doc_ids = sorted(data.corpus)
+    path = tmp_path / "real.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for qid in sorted(data.qrels)[:16]:
+            pos = next(d for d, s in data.qrels[qid].items() if s > 0)
+            neg = rnd.choice([d for d in doc_ids if d not in data.qrels[qid]])
+            handle.write(
+                json.dumps(
+                    {
+                        "query": data.queries[qid],
+                        "positive": data.corpus[pos].full_text,
+                        "negative": data.corpus[neg].full_text,
+                        "pair_type": "monolingual",
+                        "difficulty": "random",
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    cfg = load_config(
+        CONFIGS / "train_v22.yaml",
+        [
+            f"model.name={splade_tiny_dir}",
+            f"data.train_files=[{path}]",
+            "data.val_files=[]",
+            "data.batch_size=4",
+            "data.max_length=48",
+            "training.num_epochs=1",
+            "training.learning_rate=2e-5",
+            "training.mixed_precision=no",
+            f"output.dir={tmp_path / 'out'}",
+            "output.tensorboard=false",
+        ],
+    )
+    result = train(cfg)
+    assert result.global_step == 4
+    stats = result.history[0]["train"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert 0 < stats["loss_infonce"] < 10
+    from splade.modeling import SpladeModel
+
+    trained = SpladeModel.from_pretrained(result.best_model_dir)
+    original = SpladeModel.from_pretrained(splade_tiny_dir)
+    diff = sum(
+        (a - b).abs().sum().item() for a, b in zip(trained.parameters(), original.parameters(), strict=True)
+    )
+    assert diff > 0
+    rep = trained.encode(["what is diabetes"])
+    assert (rep > 0).sum() > 0
