@@ -99,6 +99,7 @@ class TrainingConfig(_Strict):
     early_stopping_patience: int | None = Field(default=None, gt=0)  # epochs without val improvement
     early_stopping_min_delta: float = Field(default=0.0, ge=0.0)
     max_steps: int | None = Field(default=None, gt=0)  # stop after this many optimizer steps
+    num_threads: int | None = Field(default=None, gt=0)  # CPU threads for torch (default: torch's choice)
     fused_pooling: bool = True  # vocabulary projection fused with max-pooling (same values, less work)
 
     @field_validator("mixed_precision", mode="before")

@@ -102,10 +102,10 @@ class TorchEncoder(Encoder):
 
     def __init__(self, model_dir: str | Path, device: str | None = None,
                  max_length: int | None = None) -> None:
-        from splade.modeling import SpladeModel
+        from splade.modeling import SpladeModel, model_identity
 
         model = SpladeModel.from_pretrained(model_dir)
-        super().__init__(model.tokenizer, max_length or model.max_length, str(model_dir))
+        super().__init__(model.tokenizer, max_length or model.max_length, model_identity(model_dir))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
 

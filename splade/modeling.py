@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -35,6 +36,36 @@ def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
                 if module.bias is not None:
                     module.bias.zero_()
     log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
+
+
+def weights_fingerprint(directory: str | Path) -> str:
+    """A quick fingerprint of a checkpoint's weight files (names, sizes, first and last MiB)."""
+    digest = hashlib.sha256()
+    files = sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin"))
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+def model_identity(name_or_path: str | Path) -> str:
+    """What an index records as "the model": the same for a checkpoint and its ONNX export.
+
+    `splade_config.json`'s `model_id` when present, else a fingerprint of the weights; a hub id is its own name.
+    """
+    directory = Path(name_or_path)
+    if not directory.is_dir():
+        return str(name_or_path)
+    saved = directory / SPLADE_CONFIG_NAME
+    if saved.is_file():
+        model_id = json.loads(saved.read_text()).get("model_id")
+        if model_id:
+            return str(model_id)
+    return f"{directory.resolve().name}@{weights_fingerprint(directory)}"
 
 
 class SpladeModel(nn.Module):
@@ -123,6 +154,7 @@ class SpladeModel(nn.Module):
         self.tokenizer.save_pretrained(directory)
         meta = {
             "format": "splade",
+            "model_id": f"splade-{weights_fingerprint(directory)}",
             "pooling": "max",
             "activation": "log1p_relu",
             "max_length": self.max_length,

@@ -8,6 +8,7 @@ import pytest
 
 from splade.config import load_config
 from splade.errors import SpladeError
+from splade.quickstart import QUICKSTART_CONFIG
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -56,7 +57,7 @@ def test_v23_carries_the_review_values() -> None:
 
 
 def test_quickstart_config_is_valid() -> None:
-    cfg = load_config(CONFIGS / "train_quickstart.yaml")
+    cfg = load_config(QUICKSTART_CONFIG)
     assert cfg.training.num_epochs <= 5 and cfg.data.max_length <= 64
 
 

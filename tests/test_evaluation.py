@@ -131,6 +131,9 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, two_sets: list[Path]) -> N
         run_evaluation(EvalConfig(datasets=[nothing], bm25=False, bm25_whitespace=True))
     with pytest.raises(SpladeError, match="--splade"):
         run_evaluation(EvalConfig(datasets=two_sets, splade=[("x", tmp_path / "no-model")]))
+    empty = make_beir(tmp_path, "empty", {}, {})
+    with pytest.raises(SpladeError, match="corpus.jsonl: no documents"):
+        run_evaluation(EvalConfig(datasets=[empty]))
     with pytest.raises(SpladeError, match="two datasets"):
         run_evaluation(EvalConfig(datasets=[two_sets[0], two_sets[0]], bm25=False, bm25_whitespace=True))
 

@@ -144,7 +144,7 @@ def test_idf_corpus_reads_beir_and_triplets(tmp_path: Path) -> None:
         corpus_texts(trip)
 
 
-@pytest.mark.parametrize("blocks", [(1 << 24, 1 << 18), (50, 7)])  # one block; many small blocks
+@pytest.mark.parametrize("blocks", [(1 << 24, 1 << 18), (400, 30)])  # one block; many small blocks
 def test_fused_pooling_matches_the_model_forward(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, blocks: tuple[int, int]
 ) -> None:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from splade.config import load_config
 from splade.errors import SpladeError
+from splade.quickstart import QUICKSTART_CONFIG
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.loop import train
 
@@ -58,13 +59,14 @@ def _config(tmp_path: Path, model_dir: Path, out: str, *extra: str):
             )
         data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return load_config(
-        CONFIGS / "train_quickstart.yaml",
+        QUICKSTART_CONFIG,
         [
             f"model.name={model_dir}",
             "model.dropout=0.1",
             f"data.train_files=[{data}]",
             f"data.val_files=[{data}]",
             "data.batch_size=3",
+            "data.epoch_size=null",
             "data.max_length=12",
             "training.num_epochs=2",
             "training.save_steps=3",

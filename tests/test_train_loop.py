@@ -12,6 +12,7 @@ import torch
 from splade.config import load_config
 from splade.data.triplets import TripletCollator, load_triplets
 from splade.errors import SpladeError
+from splade.quickstart import QUICKSTART_CONFIG
 from splade.trainer.loop import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -62,7 +63,7 @@ def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int =
     train_file = write_triplets(tmp_path / "train.jsonl", n_train)
     val_file = write_triplets(tmp_path / "val.jsonl", 12, seed=1)
     return load_config(
-        CONFIGS / "train_quickstart.yaml",
+        QUICKSTART_CONFIG,
         [
             f"model.name={model_dir}",
             f"data.train_files=[{train_file}]",
@@ -70,6 +71,7 @@ def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int =
             f"output.dir={tmp_path / 'out'}",
             "data.batch_size=4",
             "data.max_length=16",
+            "data.epoch_size=null",
             *overrides,
         ],
     )
@@ -271,3 +273,17 @@ def test_splade_tiny_on_real_triplets(splade_tiny_dir: Path, tmp_path: Path) -> 
     assert diff > 0
     rep = trained.encode(["what is diabetes"])
     assert (rep > 0).sum() > 0
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.num_epochs=1",
+        "training.gradient_accumulation_steps=4",
+        "data.val_files=[]",
+        "output.tensorboard=false",
+    )
+    result = train(cfg)  # 24 triplets / batch 4 = 6 micro-batches -> steps after 4 and after the last 2
+    assert result.global_step == 2
+    assert result.history[0]["val"] == {} and result.history[0]["best"]

@@ -52,7 +52,7 @@ def train_command(
         sets.append(f"training.max_steps={max_steps}")
     if device is not None:
         sets.append(f"training.device={device}")
-    cfg = load_config(config or Path("configs") / f"train_{version}.yaml", sets)
+    cfg = load_config(config or default_config(version), sets)
     if cfg.version is None:
         cfg = cfg.model_copy(update={"version": version})
 
@@ -73,6 +73,17 @@ def train_command(
             + (f", val loss {val['loss']:.4f}, val MRR {val['mrr']:.3f}" if val else "")
         )
     typer.echo(f"best model: {result.best_model_dir}")
+
+
+def default_config(version: str) -> Path:
+    """`configs/train_<version>.yaml` in the working folder, else the copy bundled with the package."""
+    local = Path("configs") / f"train_{version}.yaml"
+    if local.is_file():
+        return local
+    from splade.quickstart import BUNDLED_CONFIGS
+
+    bundled = BUNDLED_CONFIGS / local.name
+    return bundled if bundled.is_file() else local
 
 
 def register(app: typer.Typer) -> None:

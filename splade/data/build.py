@@ -300,9 +300,10 @@ class BuildResult:
 
 
 def _mine_source(data: SourceData, config: BuildConfig, rng: random.Random,
-                 show_progress: bool) -> list[dict]:
+                 show_progress: bool) -> tuple[list[dict], int]:
+    """Triplet rows of one source, and how many positives found no usable negative."""
     if not data.groups:
-        return []
+        return [], 0
     count = data.config.negatives or config.negatives_per_positive
     tasks: list[MiningTask] = []
     owners: list[Group] = []
@@ -314,12 +315,13 @@ def _mine_source(data: SourceData, config: BuildConfig, rng: random.Random,
     retriever = make_retriever(data.pool, config.mining, show_progress=show_progress)
     mined = mine_negatives(data.pool, tasks, retriever, config.mining, rng)
     rows = []
+    missing = sum(not negatives for negatives in mined)
     for task, group, negatives in zip(tasks, owners, mined, strict=True):
         for neg in negatives:
             rows.append({"query": group.query, "positive": data.pool[task.positive],
                          "negative": data.pool[neg.index], "pair_type": group.pair_type,
                          "difficulty": neg.difficulty, "source": data.config.label})
-    return rows
+    return rows, missing
 
 
 def _proportions(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
@@ -397,8 +399,9 @@ def build_training_data(config: BuildConfig, out: str | Path, show_progress: boo
     rows: list[dict] = []
     for data, stats in zip(sources, source_stats, strict=True):
         t0 = time.perf_counter()
-        mined = _mine_source(data, config, rng, show_progress)
-        stats.update(rows_mined=len(mined), mining_seconds=round(time.perf_counter() - t0, 2))
+        mined, missing = _mine_source(data, config, rng, show_progress)
+        stats.update(rows_mined=len(mined), positives_without_negative=missing,
+                     mining_seconds=round(time.perf_counter() - t0, 2))
         say(f"{data.config.label}: mined {len(mined):,} triplets in {stats['mining_seconds']:.1f}s")
         rows.extend(mined)
 

@@ -45,7 +45,7 @@ def metric_bars(result, metrics: tuple[str, ...] = ("ndcg@10", "recall@1000")) -
                     ys.append(found.metrics[metric])
             bars = axis.bar(xs, ys, width * 0.92, label=system, color=PALETTE[s % len(PALETTE)])
             if len(systems) * len(datasets) <= 16:
-                axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+                axis.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
         axis.set_xticks(range(len(datasets)), datasets)
         axis.set_ylim(0, 1.08)
         axis.set_title(METRIC_LABELS[metric])

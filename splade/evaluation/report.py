@@ -53,6 +53,9 @@ def write_report(result: EvalResult, out_dir: str | Path) -> Path:
         write_json(tmp / "results.json", payload)
         (tmp / "report.md").write_text(render_markdown(result), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(result, figures), encoding="utf-8")
+        # temporary folders and files are private (0700 / 0600); a report is meant to be read and shared
+        tmp.chmod(0o755)
+        (tmp / "results.json").chmod(0o644)
     return out_dir / "report.html"
 
 
@@ -89,7 +92,7 @@ def _metric_cell(dataset: DatasetResult, system: str, metric: str, value: float,
 def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
     marks = _baseline_marks(result)
     header = ["system"] + [METRIC_LABELS[m] for m in METRICS] + [
-        "q terms", "d terms", "FLOPS", "index", "encode docs", "encode queries", "search", "QPS"]
+        "q terms", "d terms", "FLOPS", "index", "build index", "encode queries", "search", "QPS"]
     rows = []
     for system in dataset.systems:
         e = system.efficiency
@@ -145,7 +148,8 @@ def _legend(result: EvalResult) -> str:
             f"metric, p < {result.config.alpha}. FLOPS: expected multiply-adds per query-document pair "
             "(sum over terms of p_q(t)·p_d(t); for dense, the embedding size). Index: size of the index "
             "holding the corpus (BM25: postings at 8 bytes each plus terms; dense: float32 matrix). "
-            "Times are wall clock for all documents / queries; QPS counts query encoding and search.")
+            "Times are wall clock for all documents / queries (build index = encode documents + index "
+            "them); QPS counts query encoding and search.")
 
 
 def _systems_lines(result: EvalResult) -> list[tuple[str, str]]:

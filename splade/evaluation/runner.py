@@ -159,10 +159,12 @@ def load_datasets(config: EvalConfig) -> list[BeirDataset]:
     """Load each dataset (a qrels id missing from the corpus or a missing split is one clear error)."""
     datasets = [load_beir(path, split=config.split) for path in config.datasets]
     seen: set[str] = set()
-    for dataset in datasets:
+    for path, dataset in zip(config.datasets, datasets, strict=True):
         if dataset.name in seen:
             raise SpladeError(f"--dataset: two datasets are named {dataset.name!r}")
         seen.add(dataset.name)
+        if not dataset.corpus:
+            raise SpladeError(f"{Path(path) / 'corpus.jsonl'}: no documents")
         if not dataset.judged_queries():
             raise SpladeError(f"{dataset.name}: no query of split {config.split!r} has a judgement")
     return datasets
@@ -196,7 +198,7 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     datasets = load_datasets(config)
     systems = build_systems(config)
-    results = {d.name: None for d in datasets}
+    results: dict[str, DatasetResult] = {}  # in the order of --dataset (groups follow it)
     try:
         for label, documents, members in _corpus_groups(datasets, config.merged_corpus):
             group: dict[str, DatasetResult] = {}

@@ -61,7 +61,8 @@ class OnnxEncoder(Encoder):
         config_path = folder / "splade_config.json"
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        super().__init__(tokenizer, max_length or int(config.get("max_length", 128)), str(folder))
+        model_id = str(config.get("model_id") or folder)  # the source checkpoint's identity (see export)
+        super().__init__(tokenizer, max_length or int(config.get("max_length", 128)), model_id)
         self.model_path = model_path
         self.session = make_session(model_path, wanted, threads or _default_threads())
         self.providers: list[str] = self.session.get_providers()

@@ -8,12 +8,15 @@ mask are all inside it. Variants: `model.onnx` (fp32, fused by the ONNX Runtime 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from splade.export.parity import (
     load_parity_texts,
     parity_batches,
 )
-from splade.modeling import SPLADE_CONFIG_NAME, SpladeModel
+from splade.modeling import SPLADE_CONFIG_NAME, SpladeModel, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,6 @@ INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "output"
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 EXPORTERS = ("legacy", "dynamo")
-
-
 MASK_OFFSET = 1.0e4  # pushes padded positions below every real logit; exact in fp16 too (< 65504)
 
 
@@ -142,13 +143,28 @@ def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str 
             raise at_option("--exporter", f"unknown exporter {exporter!r} (choose {', '.join(EXPORTERS)})")
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence ONNX Runtime's tooling, which prints and logs (to the root logger) advice, not errors."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def optimize_graph(src: Path, dst: Path, model: SpladeModel) -> dict[str, int]:
     """Fuse attention, LayerNorm, GELU and bias with ONNX Runtime's transformer optimizer (portable graph)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = model.mlm.config
-    optimized = optimize_model(str(src), model_type="bert", num_heads=int(config.num_attention_heads),
-                               hidden_size=int(config.hidden_size), opt_level=0)
+    with _quiet():
+        optimized = optimize_model(str(src), model_type="bert", num_heads=int(config.num_attention_heads),
+                                   hidden_size=int(config.hidden_size), opt_level=0)
     optimized.save_model_to_file(str(dst))
     return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
 
@@ -177,17 +193,10 @@ def quantize_int8(src: Path, dst: Path) -> None:
     keep_fp32 = [node.name for node in graph.node
                  if node.op_type == "MatMul" and node.output[0] in pooled_inputs]
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs advice on static pre-processing to the root logger
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=keep_fp32,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    finally:
-        root.setLevel(level)
+    with _quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=keep_fp32,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 @dataclass
@@ -242,7 +251,7 @@ def _check(variant: str, path: Path, reference, batches,
            tolerance: Tolerance) -> tuple[ParityResult, list[str]]:
     try:
         candidate, providers = _ort_runner(path)
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per provider
+    except Exception as exc:  # ORT raises its own exception types, per provider
         if variant == "fp16":
             note = f"the CPU provider cannot run this fp16 graph ({type(exc).__name__}); check it on a GPU"
             return ParityResult(variant, float("nan"), float("nan"), float("nan"), 0, 0, tolerance,
@@ -314,6 +323,7 @@ def _write_config(checkpoint: str | Path, tmp: Path, model: SpladeModel, exporte
     source = Path(checkpoint) / SPLADE_CONFIG_NAME
     meta = json.loads(source.read_text()) if source.is_file() else {"format": "splade", "pooling": "max",
                                                                        "activation": "log1p_relu"}
+    meta.setdefault("model_id", model_identity(checkpoint))  # the export is the same model for indexes
     meta.update(max_length=model.max_length, vocab_size=model.vocab_size,
                 onnx={"exporter": exporter, "opset": opset, "input_names": INPUT_NAMES,
                       "output_name": OUTPUT_NAME, "source": Path(checkpoint).name})

@@ -57,7 +57,7 @@ class IndexMetadata:
         if check_model and _normalise(self.model_name) != _normalise(expected.model_name):
             raise SpladeError(
                 f"{where}: index was built with model {self.model_name!r}, not {expected.model_name!r} "
-                "(same vocabulary; pass --allow-other-model if it is the same model, e.g. its ONNX export)"
+                "(same vocabulary; pass --allow-other-model to query it anyway)"
             )
         same_pruning = self.top_k == expected.top_k and abs(self.threshold - expected.threshold) <= 1e-9
         if check_pruning and not same_pruning:

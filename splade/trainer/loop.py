@@ -108,6 +108,9 @@ class Trainer:
         self.step_callback = step_callback
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
         seed_everything(self.cfg_t.seed)
+        self._threads = torch.get_num_threads()
+        if self.cfg_t.num_threads:
+            torch.set_num_threads(self.cfg_t.num_threads)
         self.device = resolve_device(self.cfg_t.device)
         self._load_data()
         self._load_model()
@@ -202,7 +205,7 @@ class Trainer:
             # queries, positives and negatives in one forward pass
             reps = (
                 fused_splade_forward(self.model, ids, mask)
-                if self.cfg_t.fused_pooling and self.model.training
+                if self.cfg_t.fused_pooling
                 else self.model(ids, mask)
             )
         reps = reps.float()
@@ -311,6 +314,7 @@ class Trainer:
         finally:
             bar.close()
             tb.close()
+            torch.set_num_threads(self._threads)
         best = self.out / "best_model"
         if not best.is_dir():  # no epoch ended with a metric (should not happen), keep the final weights
             self._save_best()
@@ -391,7 +395,9 @@ class Trainer:
         val = self.validate(phase)
         tb.log({f"val/{k}": v for k, v in val.items()}, state.global_step)
         tb.log({f"epoch/train_{k}": v for k, v in train_stats.items()}, epoch)
-        metric = val.get("loss", train_stats.get("loss", float("inf")))
+        # validation MRR selects the best model (the loss is not comparable across phases: the temperature
+        # changes); without validation files, the training loss
+        metric = -val["mrr"] if "mrr" in val else train_stats.get("loss", float("inf"))
         improved = state.best_metric is None or metric < state.best_metric - t.early_stopping_min_delta
         if improved:
             state.best_metric, state.best_epoch, state.bad_epochs = metric, epoch, 0
