@@ -55,7 +55,7 @@ def weights_fingerprint(directory: str | Path) -> str:
 def model_identity(name_or_path: str | Path) -> str:
     """What an index records as "the model": the same for a checkpoint and its ONNX export.
 
-    `splade_config.json`'s `model_id` when present, else a fingerprint of the weights; a hub id is its own name.
+    `splade_config.json`'s `model_id` when present, else a weights fingerprint; a hub id is its own name.
     """
     directory = Path(name_or_path)
     if not directory.is_dir():
