@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from splade.errors import SpladeError
+from splade.fileio import read_yaml_mapping
 
 
 class _Strict(BaseModel):
@@ -237,16 +238,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config, apply `key=value` overrides and validate it into a `TrainConfig`."""
     path = Path(path)
-    if not path.is_file():
-        raise SpladeError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SpladeError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise SpladeError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path)
     for override in overrides:
         apply_override(raw, override)
     return config_from_dict(raw, str(path))

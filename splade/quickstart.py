@@ -29,6 +29,7 @@ class QuickstartResult:
     index_dir: Path
     report: Path
     summary: dict[str, Any]
+    systems: list[dict[str, Any]]  # one row per system: name, metrics and efficiency figures
 
 
 def _sample_texts(sample: Path) -> list[str]:
@@ -105,4 +106,6 @@ def run_quickstart(
         "index": indexed,
         "report": str(report),
     }
-    return QuickstartResult(out_dir, best, onnx_dir, index_dir, report, summary)
+    systems = [{"name": system.name, **system.metrics, **system.efficiency}
+               for dataset in evaluation.datasets for system in dataset.systems]
+    return QuickstartResult(out_dir, best, onnx_dir, index_dir, report, summary, systems)

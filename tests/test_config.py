@@ -111,7 +111,7 @@ def test_malformed_override_and_yaml(tmp_path: Path) -> None:
         load_config(CONFIGS / "train_v22.yaml", ["curriculum_phases.7.temperature=0.1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  name: x\n loss: [\n")
-    with pytest.raises(SpladeError, match=r"bad\.yaml:\d+: invalid YAML"):
+    with pytest.raises(SpladeError, match=r"bad\.yaml:\d+: not valid YAML"):
         load_config(bad)
     with pytest.raises(SpladeError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")

@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         backend: Backend = "local",
         top_k: Annotated[int, typer.Option("--top-k", help="Number of results.")] = 10,
         allow_other_model: Annotated[bool, typer.Option(
-            "--allow-other-model", help="Only require the same vocabulary (e.g. the ONNX export).")] = False,
+            "--allow-other-model", help="Only require the same vocabulary, not the same model.")] = False,
         device: Device = None,
         hosts: Hosts = None, user: User = None, password: Password = None, api_key: ApiKey = None,
         ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,

@@ -27,11 +27,22 @@ def quickstart(
     console.print(f"\n[bold green]done[/]: trained model {result.model_dir}, ONNX {result.onnx_dir}, "
                   f"index {result.index_dir}")
     console.print(f"report: {result.report}")
-    markdown = result.report.parent / "report.md" if result.report.suffix != ".md" else result.report
-    if markdown.is_file():
-        from rich.markdown import Markdown
+    console.print(_summary_table(result.systems))
 
-        console.print(Markdown(markdown.read_text(encoding="utf-8")))
+
+def _summary_table(systems: list[dict]):  # noqa: ANN202 - a rich Table, imported lazily
+    """The headline figures of each system on the sample's evaluation set."""
+    from rich.table import Table
+
+    table = Table(title="bundled sample (dev): the full comparison is in the report")
+    columns = [("system", "name", "{}"), ("NDCG@10", "ndcg@10", "{:.3f}"), ("MRR@10", "mrr@10", "{:.3f}"),
+               ("R@1000", "recall@1000", "{:.3f}"), ("q terms", "avg_query_terms", "{:.1f}"),
+               ("d terms", "avg_doc_terms", "{:.1f}"), ("QPS", "qps", "{:.0f}")]
+    for title, _, _ in columns:
+        table.add_column(title, justify="left" if title == "system" else "right")
+    for row in systems:
+        table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
+    return table
 
 
 def register(app: typer.Typer) -> None:

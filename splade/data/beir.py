@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from splade.errors import SpladeError, at_line
+from splade.fileio import iter_json_objects
 
 
 @dataclass
@@ -36,32 +36,11 @@ class BeirDataset:
         return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise SpladeError(f"{path}: file not found")
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise at_line(path, number, "expected a JSON object")
-                rows.append((number, row))
-    except UnicodeDecodeError as exc:
-        raise SpladeError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    return rows
-
-
 def load_corpus(path: str | Path) -> dict[str, Document]:
     """`corpus.jsonl` rows `{_id, title, text}`; a row without `_id` or text is an error naming its line."""
     path = Path(path)
     corpus: dict[str, Document] = {}
-    for number, row in _read_jsonl(path):
+    for number, row in iter_json_objects(path):
         doc_id, text = row.get("_id"), row.get("text")
         if doc_id is None or str(doc_id) == "":
             raise at_line(path, number, "missing field '_id'")
@@ -75,7 +54,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
     """`queries.jsonl` rows `{_id, text}`."""
     path = Path(path)
     queries: dict[str, str] = {}
-    for number, row in _read_jsonl(path):
+    for number, row in iter_json_objects(path):
         qid, text = row.get("_id"), row.get("text")
         if qid is None or str(qid) == "":
             raise at_line(path, number, "missing field '_id'")

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from splade.atomic import atomic_dir
 from splade.data.mining import MiningSettings, MiningTask, is_korean, make_retriever, mine_negatives
 from splade.errors import SpladeError
+from splade.fileio import read_yaml_mapping
 
 PAIR_TYPES = ("single_term", "cross_lingual", "paraphrase", "monolingual_qa", "cross_lingual_qa")
 
@@ -82,18 +82,7 @@ class BuildConfig(BaseModel):
 def load_build_config(path: str | Path) -> BuildConfig:
     """Read and validate a YAML build config; a problem names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise SpladeError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SpladeError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpladeError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SpladeError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path)
     try:
         return BuildConfig.model_validate(raw)
     except ValidationError as exc:

@@ -8,7 +8,6 @@ about `1 + ln(N+1)` times as much — bounded, no clipping needed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from splade.errors import SpladeError, at_line
+from splade.fileio import iter_json_objects
 
 
 def corpus_texts(path: Path) -> list[str]:
@@ -26,22 +26,13 @@ def corpus_texts(path: Path) -> list[str]:
     if not path.is_file():
         raise SpladeError(f"{path}: IDF corpus not found (loss.idf_corpus)")
     texts: list[str] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise at_line(path, number, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise at_line(path, number, "expected a JSON object")
-            if "text" in record:
-                texts.append(f"{record.get('title') or ''} {record['text']}".strip())
-            elif "positive" in record:
-                texts.extend(str(record[k]) for k in ("positive", "negative") if record.get(k))
-            else:
-                raise at_line(path, number, "expected a 'text' (corpus) or 'positive' (triplet) field")
+    for number, record in iter_json_objects(path):
+        if "text" in record:
+            texts.append(f"{record.get('title') or ''} {record['text']}".strip())
+        elif "positive" in record:
+            texts.extend(str(record[k]) for k in ("positive", "negative") if record.get(k))
+        else:
+            raise at_line(path, number, "expected a 'text' (corpus) or 'positive' (triplet) field")
     if not texts:
         raise SpladeError(f"{path}: IDF corpus is empty")
     return texts

@@ -1,0 +1,51 @@
+"""Reading the project's text formats with errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from splade.errors import SpladeError, at_line
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file is `{}`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpladeError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SpladeError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpladeError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SpladeError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, object)` for every non-blank line of a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpladeError(f"{path}: file not found")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise at_line(path, number, "expected a JSON object")
+                yield number, row
+    except UnicodeDecodeError as exc:
+        raise SpladeError(f"{path}: not UTF-8 text ({exc.reason})") from None
