@@ -26,10 +26,11 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
     """Start a freshly built MLM transform as identity, so the tied decoder first sees raw hidden states."""
-    if not any("transform.dense" in key or "lm_head.dense" in key for key in missing):
+    head_names = ("transform.dense", "head.dense")  # BERT; XLM-R (`lm_head.dense`) and ModernBERT
+    if not any(key.removesuffix(".weight").removesuffix(".bias").endswith(head_names) for key in missing):
         return
     for name, module in mlm.named_modules():
-        if name.endswith(("transform.dense", "lm_head.dense")) and isinstance(module, nn.Linear):
+        if name.endswith(head_names) and isinstance(module, nn.Linear):
             with torch.no_grad():
                 if module.weight.shape[0] == module.weight.shape[1]:
                     module.weight.copy_(torch.eye(module.weight.shape[0]))

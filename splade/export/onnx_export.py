@@ -133,6 +133,8 @@ def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str 
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
                               dynamo=False, do_constant_folding=True)
         elif exporter == "dynamo":
+            # its registry warns once per missing torchvision operator, which a SPLADE graph never uses
+            logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
             shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
             program = torch.onnx.export(graph, (ids, mask), input_names=INPUT_NAMES,
