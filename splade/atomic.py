@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from splade.errors import at_option
+
 
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
@@ -46,6 +48,16 @@ def write_json(target: str | Path, payload: Any) -> None:
     """Write JSON atomically."""
     with atomic_file(target) as handle:
         json.dump(payload, handle, ensure_ascii=False, indent=2)
+
+
+def refuse_foreign_dir(target: str | Path, marker: str, option: str, what: str) -> None:
+    """Refuse to replace `target` unless it is absent, empty, or an earlier output (holds `marker`)."""
+    target = Path(target)
+    if not target.exists():
+        return
+    if target.is_dir() and (not any(target.iterdir()) or (target / marker).is_file()):
+        return
+    raise at_option(option, f"{target} exists and is not an earlier {what}; choose another folder")
 
 
 @contextlib.contextmanager

@@ -255,6 +255,12 @@ def test_bad_input_names_file_and_line_and_writes_nothing(tmp_path: Path, source
         build_training_data(BuildConfig(sources=[SourceConfig(type="beir", path=str(bad))]), out)
     assert (out / "train.jsonl").read_bytes() == before  # the old output is untouched
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []  # no temp left
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(SpladeError, match=r"--out: .*notes exists and is not an earlier training-data build"):
+        build_training_data(_config(sources), foreign)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -113,6 +113,23 @@ def test_merged_corpus_adds_distractors(two_sets: list[Path]) -> None:
     assert english.metrics["recall@100"] == pytest.approx(1.0)
 
 
+def test_merged_corpus_leaves_out_parallel_twins_of_the_answers(tmp_path: Path) -> None:
+    """Two sets with the same query text (a Korean and a cross-lingual version): in the merged corpus the
+    other set's answer to that query is a translation of this one's, so it is not ranked as a wrong hit."""
+    korean = {"k1": "diabetes 당뇨병 혈당 질환", "k2": "고혈압 소금", "k3": "감기 바이러스"}
+    crossling = {"x1": "diabetes mellitus blood sugar", "x2": "hypertension salt", "x3": "common cold"}
+    sets = [make_beir(tmp_path, "ko", korean, {"q1": ("diabetes 당뇨병", "k1")}),
+            make_beir(tmp_path, "koen", crossling, {"q1": ("diabetes 당뇨병", "x1")})]
+    result = run_evaluation(EvalConfig(datasets=sets, merged_corpus=True, bm25=False, bm25_whitespace=True,
+                                       top_k=5, trials=50))
+    ko, koen = (d.systems[0] for d in result.datasets)
+    assert "koen/x1" not in ko.run["q1"] and "ko/k1" not in koen.run["q1"]
+    assert next(iter(ko.run["q1"])) == "ko/k1" and next(iter(koen.run["q1"])) == "koen/x1"
+    assert ko.metrics["ndcg@10"] == pytest.approx(1.0) and koen.metrics["ndcg@10"] == pytest.approx(1.0)
+    own = run_evaluation(EvalConfig(datasets=sets, bm25=False, bm25_whitespace=True, top_k=5, trials=50))
+    assert set(own.datasets[1].systems[0].run["q1"]) == {"x1"}  # per-set corpora exclude nothing
+
+
 def test_max_queries_is_a_seeded_sample(two_sets: list[Path]) -> None:
     config = EvalConfig(datasets=two_sets[1:], bm25=False, bm25_whitespace=True, max_queries=3, trials=50)
     first, second = run_evaluation(config), run_evaluation(config)

@@ -104,10 +104,10 @@ def test_spladegraph_equals_model_forward(tiny_model_dir):
 def test_parity_failure_writes_nothing_and_keeps_old_export(exported, tiny_model_dir, tmp_path):
     out = tmp_path / "onnx"
     out.mkdir()
-    (out / "keep.txt").write_text("old export")
+    (out / "export_report.json").write_text("{}")  # an earlier export
     with pytest.raises(SpladeError, match=r"parity.*max\|diff\|"):
         export_onnx(tiny_model_dir, out, tolerances={"fp32": Tolerance(1e-12, 1.0)})
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["export_report.json"]
 
 
 @pytest.mark.parametrize(("kwargs", "option"), [
@@ -116,6 +116,13 @@ def test_parity_failure_writes_nothing_and_keeps_old_export(exported, tiny_model
 def test_bad_options_are_user_errors(tiny_model_dir, tmp_path, kwargs, option):
     with pytest.raises(SpladeError, match=option):
         export_onnx(tiny_model_dir, tmp_path / "out", **kwargs)
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(tiny_model_dir, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(SpladeError, match="--out: .* is not an earlier export"):
+        export_onnx(tiny_model_dir, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
 def test_dynamo_exporter_also_exports_a_correct_graph(tiny_model_dir, tmp_path):

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from splade.atomic import atomic_dir
+from splade.atomic import atomic_dir, refuse_foreign_dir
 from splade.data.mining import MiningSettings, MiningTask, is_korean, make_retriever, mine_negatives
 from splade.errors import SpladeError
 from splade.fileio import read_yaml_mapping
@@ -368,6 +368,7 @@ def build_training_data(config: BuildConfig, out: str | Path, show_progress: boo
                         extra_files: dict[str, str] | None = None) -> BuildResult:
     """Build triplets from `config.sources` and write them into `out` atomically (whole or not at all)."""
     say = log or (lambda _msg: None)
+    refuse_foreign_dir(out, "summary.json", "--out", "training-data build")
     started = time.perf_counter()
     sources = []
     for i, source in enumerate(config.sources):

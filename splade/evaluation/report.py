@@ -16,8 +16,7 @@ import html
 import math
 from pathlib import Path
 
-from splade.atomic import atomic_dir, write_json
-from splade.errors import at_option
+from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
 from splade.evaluation import plots
 from splade.evaluation.metrics import METRIC_LABELS, METRICS, ranked
 from splade.evaluation.runner import DatasetResult, EvalResult
@@ -32,10 +31,7 @@ def write_report(result: EvalResult, out_dir: str | Path) -> Path:
     An existing `out_dir` is replaced only when it is empty or an earlier report (holds `results.json`).
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or
-                             (any(out_dir.iterdir()) and not (out_dir / "results.json").is_file())):
-        raise at_option("--out", f"{out_dir} exists and is not an earlier evaluation report; "
-                                 "choose another folder")
+    refuse_foreign_dir(out_dir, "results.json", "--out", "evaluation report")
     figures = {"metric_bars": plots.metric_bars(result), "quality_vs_cost": plots.quality_vs_cost(result)}
     with atomic_dir(out_dir) as tmp:
         (tmp / "plots").mkdir()

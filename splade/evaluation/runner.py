@@ -179,16 +179,46 @@ def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int) -> 
     return {qid: judged[qid] for qid in chosen}
 
 
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def parallel_twins(datasets: Sequence[BeirDataset]) -> dict[str, dict[str, set[str]]]:
+    """Per dataset and query, the merged-corpus ids that must not count as distractors.
+
+    Sets built from one source (a Korean and a cross-lingual version of MS MARCO) share query texts; the
+    documents another set judges relevant to the same query text are translations of this query's
+    answers, neither relevant (by this set's judgements) nor fair distractors, so they are left out of
+    that query's ranking.
+    """
+    relevant_by_text: dict[str, list[tuple[str, set[str]]]] = {}
+    for d in datasets:
+        for qid, judged in d.qrels.items():
+            if qid in d.queries:
+                docs = {f"{d.name}/{doc}" for doc, rel in judged.items() if rel > 0}
+                relevant_by_text.setdefault(_normalise(d.queries[qid]), []).append((d.name, docs))
+    twins: dict[str, dict[str, set[str]]] = {}
+    for d in datasets:
+        for qid in d.qrels:
+            others = relevant_by_text.get(_normalise(d.queries.get(qid, "")), [])
+            excluded = set().union(*(docs for name, docs in others if name != d.name))
+            if excluded:
+                twins.setdefault(d.name, {})[qid] = excluded
+    return twins
+
+
 def _corpus_groups(datasets: Sequence[BeirDataset], merged: bool):
-    """(label, documents, [(dataset, qrels over the group's doc ids)]) — one group, or one per dataset."""
+    """(label, documents, [(dataset, qrels over the group's doc ids, excluded doc ids per query)]):
+    one group, or one per dataset."""
     if not merged:
         for d in datasets:
-            yield d.name, list(d.corpus.values()), [(d, d.qrels)]
+            yield d.name, list(d.corpus.values()), [(d, d.qrels, {})]
         return
     documents = [Document(f"{d.name}/{doc.doc_id}", doc.title, doc.text)
                  for d in datasets for doc in d.corpus.values()]
+    twins = parallel_twins(datasets)
     members = [(d, {q: {f"{d.name}/{doc}": rel for doc, rel in judged.items()}
-                    for q, judged in d.qrels.items()}) for d in datasets]
+                    for q, judged in d.qrels.items()}, twins.get(d.name, {})) for d in datasets]
     yield "merged", documents, members
 
 
@@ -202,18 +232,18 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
     try:
         for label, documents, members in _corpus_groups(datasets, config.merged_corpus):
             group: dict[str, DatasetResult] = {}
-            for dataset, _ in members:
+            for dataset, _, _ in members:
                 n_queries = len(sample_queries(dataset, config.max_queries, config.seed))
                 group[dataset.name] = DatasetResult(dataset.name, config.split, n_queries, len(documents),
                                                     "merged" if config.merged_corpus else "own")
             for system in systems:
                 log(f"{system.name}: indexing {len(documents):,} documents of {label}")
                 system.index(documents, show_progress=config.show_progress)
-                for dataset, qrels in members:
+                for dataset, qrels, excluded in members:
                     queries = sample_queries(dataset, config.max_queries, config.seed)
                     log(f"{system.name}: searching {len(queries):,} queries of {dataset.name}")
                     group[dataset.name].systems.append(
-                        _evaluate_system(system, dataset.name, queries, qrels, config))
+                        _evaluate_system(system, dataset.name, queries, qrels, config, excluded))
             results.update(group)
     finally:
         for system in systems:
@@ -226,8 +256,15 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
 
 
 def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, str],
-                     qrels: dict[str, dict[str, int]], config: EvalConfig) -> SystemResult:
-    output = system.search(queries, config.top_k, show_progress=config.show_progress)
+                     qrels: dict[str, dict[str, int]], config: EvalConfig,
+                     excluded: dict[str, set[str]] | None = None) -> SystemResult:
+    """Search, drop each query's `excluded` documents (keeping `top_k`), and score the run."""
+    excluded = {qid: docs for qid, docs in (excluded or {}).items() if qid in queries}
+    extra = max((len(docs) for docs in excluded.values()), default=0)
+    output = system.search(queries, config.top_k + extra, show_progress=config.show_progress)
+    for qid, docs in output.run.items():
+        ranked = sorted(docs.items(), key=lambda item: -item[1])
+        output.run[qid] = dict([hit for hit in ranked if hit[0] not in excluded.get(qid, ())][: config.top_k])
     if not any(output.run.values()):
         raise SpladeError(f"{system.name} returned an empty run on {dataset}: no query found any document")
     judged = {qid: qrels[qid] for qid in queries}

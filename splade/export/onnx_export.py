@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from splade.atomic import atomic_dir, write_json
+from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
 from splade.errors import SpladeError, at_option
 from splade.export.parity import (
     DEFAULT_TOLERANCES,
@@ -281,6 +281,7 @@ def export_onnx(
     """
     if exporter not in EXPORTERS:
         raise at_option("--exporter", f"unknown exporter {exporter!r} (choose {', '.join(EXPORTERS)})")
+    refuse_foreign_dir(out_dir, "export_report.json", "--out", "export")
     if not 14 <= opset <= 23:
         raise at_option("--opset", f"{opset} is outside 14..23")
     limits = dict(DEFAULT_TOLERANCES, **(tolerances or {}))
