@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 SPLADE := $(BIN)/splade
 OUT    ?= outputs
 
-.PHONY: setup quickstart test lint bench train-v22 train-v22-bg logs-v22 tensorboard-v22 \
-        train-v23 train-v23-bg logs-v23 tensorboard-v23 opensearch-up opensearch-down
+.PHONY: setup quickstart test lint bench opensearch-up opensearch-down
+# The guide's per-version targets (train-v22, train-v22-bg, logs-v22, tensorboard-v22, and the same for
+# v23) are pattern rules below; make ignores pattern rules for .PHONY targets, so they are not listed.
 
 $(BIN)/splade: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -18,9 +18,9 @@ from splade.fileio import read_yaml_mapping
 
 
 class _Strict(BaseModel):
-    """Unknown keys are an error; values are validated on assignment too."""
+    """Unknown keys are an error; NaN/inf floats are rejected; values are validated on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -166,11 +166,22 @@ class TrainConfig(_Strict):
     output: OutputConfig
 
     @model_validator(mode="after")
-    def _phases_cover_epochs(self) -> TrainConfig:
+    def _phases_do_not_overlap(self) -> TrainConfig:
+        """Phases (in any order) must not share an epoch; gaps and epochs past the last phase are allowed
+        (they keep the preceding phase's settings, see `Curriculum`)."""
         phases = sorted(self.curriculum_phases, key=lambda p: p.start_epoch)
         for prev, cur in zip(phases, phases[1:], strict=False):
             if cur.start_epoch <= prev.end_epoch:
                 raise ValueError(f"curriculum phases overlap at epoch {cur.start_epoch}")
+        return self
+
+    @model_validator(mode="after")
+    def _fp16_needs_float32_weights(self) -> TrainConfig:
+        if self.model.dtype == "float16" and self.training.mixed_precision == "fp16":
+            raise ValueError(
+                "model.dtype float16 with training.mixed_precision fp16: the fp16 grad scaler cannot "
+                "unscale float16 gradients; use model.dtype float32 (or training.mixed_precision bf16/no)"
+            )
         return self
 
 

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from splade.errors import at_option
 from splade.sparse import SparseBatch
+from splade.tokens import token_names
 
 
 def vocabulary_hash(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -39,14 +40,15 @@ class Encoder(ABC):
         self._id_to_token: list[str] | None = None
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
-        return len(self.tokenizer)
+        """Width of the output vectors (the model's output layer, which may exceed the tokenizer)."""
 
     @property
     def id_to_token(self) -> list[str]:
-        """Token string of every vocabulary id (for OpenSearch JSON and display)."""
+        """Token string of every output id as OpenSearch ML Commons names it (`""`: never indexed)."""
         if self._id_to_token is None:
-            self._id_to_token = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+            self._id_to_token = token_names(self.tokenizer, self.vocab_size)
         return self._id_to_token
 
     @property
@@ -108,6 +110,10 @@ class TorchEncoder(Encoder):
         super().__init__(model.tokenizer, max_length or model.max_length, model_identity(model_dir))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.vocab_size
 
     @property
     def device_description(self) -> str:

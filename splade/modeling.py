@@ -80,6 +80,7 @@ class SpladeModel(nn.Module):
         vocab_size = int(mlm.get_output_embeddings().weight.shape[0])
         keep = torch.ones(vocab_size)
         keep[[i for i in special_token_ids(tokenizer) if i < vocab_size]] = 0.0
+        keep[len(tokenizer):] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
         self.register_buffer("vocab_keep", keep, persistent=False)
 
     @property

@@ -57,11 +57,16 @@ class SparseBatch:
         return dense
 
     def to_token_dicts(self, id_to_token: Sequence[str]) -> list[dict[str, float]]:
-        """Rows as `{token string: weight}` (for OpenSearch JSON and human-readable output)."""
-        return [
-            {id_to_token[int(i)]: float(w) for i, w in zip(ids, weights, strict=True)}
-            for ids, weights in self.rows()
-        ]
+        """Rows as `{token string: weight}` for display; ids sharing a name keep the largest weight,
+        unnamed ids (`""`) are left out."""
+        dicts: list[dict[str, float]] = []
+        for ids, weights in self.rows():
+            row: dict[str, float] = {}
+            for i, w in zip(ids.tolist(), weights.tolist(), strict=True):
+                if id_to_token[i]:
+                    row[id_to_token[i]] = max(row.get(id_to_token[i], 0.0), float(w))
+            dicts.append(row)
+        return dicts
 
     def select(self, rows: Sequence[int] | np.ndarray) -> SparseBatch:
         """A new batch holding the given rows in the given order."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,17 @@ def test_guide_config_trains_as_written(version, tiny_model_dir, tmp_path, reque
     if version == "v23":
         assert "loss_kd" in components
     assert (result.best_model_dir / "splade_config.json").is_file()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+@pytest.mark.parametrize("version", ["v22", "v23"])
+def test_make_targets_of_the_guide_run_the_trainer(version: str) -> None:
+    """`make train-vXX`, `-bg`, `logs-` and `tensorboard-` resolve to the right commands (dry run)."""
+    targets = [f"train-{version}", f"train-{version}-bg", f"logs-{version}", f"tensorboard-{version}"]
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", *targets], cwd=CONFIGS.parent,
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert f"splade train {version} --config configs/train_{version}.yaml" in dry.stdout
+    assert f"nohup .venv/bin/splade train {version}" in dry.stdout
+    assert f"tail -f outputs/train_{version}.log" in dry.stdout
+    assert f"tensorboard --logdir outputs/train_{version}/tensorboard" in dry.stdout

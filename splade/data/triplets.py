@@ -84,20 +84,29 @@ def _parse_line(path: Path, number: int, line: str) -> Triplet:
     return Triplet(**texts, **extra)
 
 
+def _decode_line(path: Path, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise at_line(path, number, f"not valid UTF-8 (byte 0x{byte} at offset {exc.start})") from None
+
+
 def load_triplets(paths: Sequence[str | Path], skip_invalid: bool = False) -> TripletDataset:
-    """Read triplet JSONL files; blank lines are ignored."""
+    """Read triplet JSONL files; blank lines are ignored. Lines are decoded one by one, so a line that is
+    not UTF-8 is an error naming file and line (or skipped with `skip_invalid`) like any other bad line."""
     triplets: list[Triplet] = []
     skipped, examples = 0, []
     for raw_path in paths:
         path = Path(raw_path)
         if not path.is_file():
             raise SpladeError(f"{path}: triplet file not found (build one with `splade data build`)")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
                 try:
-                    triplets.append(_parse_line(path, number, line))
+                    line = _decode_line(path, number, raw)
+                    if line.strip():
+                        triplets.append(_parse_line(path, number, line))
                 except SpladeError as exc:
                     if not skip_invalid:
                         raise

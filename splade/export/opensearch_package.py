@@ -26,20 +26,30 @@ from splade.atomic import atomic_dir, atomic_file, write_json
 from splade.errors import SpladeError, at_line, at_option
 from splade.export.onnx_export import SpladeGraph, load_for_export
 from splade.export.parity import DEFAULT_TOLERANCES, PARITY_TEXTS, Tolerance, check_parity, parity_batches
-from splade.modeling import special_token_ids
+from splade.tokens import carrier_ids, has_duplicates, merge_by_name, token_names
 
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same zip and hash
 
 
 class MlCommonsSparseModule(nn.Module):
-    """`{"input_ids", "attention_mask"} -> {"output": [batch, vocab]}`, the signature ML Commons calls."""
+    """`{"input_ids", "attention_mask"} -> {"output": [batch, vocab]}`, the signature ML Commons calls.
 
-    def __init__(self, graph: SpladeGraph) -> None:
+    With `carriers` (see `splade.tokens`), ids that decode to the same string hand their largest weight
+    to one id and output zero themselves, so ML Commons' `{token: weight}` equals `splade index`'s.
+    """
+
+    def __init__(self, graph: SpladeGraph, carriers: torch.Tensor | None = None) -> None:
         super().__init__()
         self.graph = graph
+        self.merge = carriers is not None
+        self.register_buffer("carriers", torch.zeros(0, dtype=torch.long) if carriers is None else carriers)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"output": self.graph(inputs["input_ids"], inputs["attention_mask"])}
+        reps = self.graph(inputs["input_ids"], inputs["attention_mask"])
+        if self.merge:
+            index = self.carriers.unsqueeze(0).expand(reps.shape[0], -1)
+            reps = torch.zeros_like(reps).scatter_reduce(1, index, reps, reduce="amax", include_self=True)
+        return {"output": reps}
 
 
 def sha256_file(path: Path) -> str:
@@ -89,9 +99,10 @@ def register_body(name: str, function_name: str, zip_path: Path, description: st
     return body
 
 
-def trace_sparse_module(graph: SpladeGraph, tokenizer, max_length: int) -> torch.jit.ScriptModule:
+def trace_sparse_module(graph: SpladeGraph, tokenizer, max_length: int,
+                        carriers: np.ndarray | None = None) -> torch.jit.ScriptModule:
     """Trace the dict-in / dict-out module on an example batch (dynamic shapes survive tracing)."""
-    module = MlCommonsSparseModule(graph).eval()
+    module = MlCommonsSparseModule(graph, None if carriers is None else torch.from_numpy(carriers)).eval()
     example = tokenizer(["SPLADE export example", "짧은 예시 문장입니다"], padding=True, truncation=True,
                         max_length=max_length, return_tensors="pt", return_token_type_ids=False)
     inputs = {"input_ids": example["input_ids"], "attention_mask": example["attention_mask"]}
@@ -119,11 +130,14 @@ def build_ml_commons_package(
     model = load_for_export(checkpoint, max_length)
     name = name or Path(checkpoint).resolve().name
     graph = SpladeGraph(model).eval()
-    traced = trace_sparse_module(graph, model.tokenizer, model.max_length)
+    names = token_names(model.tokenizer, model.vocab_size)
+    carriers = carrier_ids(names) if has_duplicates(names) else None
+    traced = trace_sparse_module(graph, model.tokenizer, model.max_length, carriers)
 
     @torch.no_grad()
     def reference(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        dense = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        return dense if carriers is None else merge_by_name(dense, carriers)
 
     @torch.no_grad()
     def candidate(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -179,10 +193,11 @@ def compute_idf(tokenizer, texts: Iterable[str], max_length: int = 512,
                 batch_size: int = 256) -> dict[str, float]:
     """BM25 idf `log(1 + (N - df + 0.5) / (df + 0.5))` of every token that occurs in `texts`.
 
-    Keys are the token strings ML Commons produces when it decodes one id; special tokens are left out.
+    Keys are the token strings ML Commons produces when it decodes one id (`splade.tokens`); a document
+    counts once for a string even when several of its ids decode to it; special tokens are left out.
     """
-    special = set(special_token_ids(tokenizer))
-    df: Counter[int] = Counter()
+    names = token_names(tokenizer, len(tokenizer))
+    df: Counter[str] = Counter()
     n_docs = 0
     batch: list[str] = []
 
@@ -190,7 +205,7 @@ def compute_idf(tokenizer, texts: Iterable[str], max_length: int = 512,
         nonlocal n_docs
         encoded = tokenizer(batch, truncation=True, max_length=max_length, add_special_tokens=False)
         for ids in encoded["input_ids"]:
-            df.update(set(ids) - special)
+            df.update({names[i] for i in ids if i < len(names)} - {""})
         n_docs += len(batch)
         batch.clear()
 
@@ -202,11 +217,8 @@ def compute_idf(tokenizer, texts: Iterable[str], max_length: int = 512,
         flush()
     if n_docs == 0:
         raise at_option("--idf-corpus", "the corpus holds no texts")
-    idf: dict[str, float] = {}
-    for token_id, count in df.items():
-        token = tokenizer.decode([token_id]).strip() or tokenizer.convert_ids_to_tokens(token_id)
-        weight = math.log(1.0 + (n_docs - count + 0.5) / (count + 0.5))
-        idf[token] = max(idf.get(token, 0.0), round(weight, 6))
+    idf = {token: round(math.log(1.0 + (n_docs - count + 0.5) / (count + 0.5)), 6)
+           for token, count in df.items()}
     return dict(sorted(idf.items()))
 
 

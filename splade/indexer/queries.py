@@ -32,12 +32,16 @@ def unescape_token(key: str) -> str:
 
 
 def token_weights(ids: np.ndarray, weights: np.ndarray, id_to_token: Sequence[str]) -> dict[str, float]:
-    """One sparse row as `{escaped token: weight}`, keeping only finite weights OpenSearch accepts."""
+    """One sparse row as `{escaped token: weight}`, keeping only finite weights OpenSearch accepts.
+
+    Ids that share a name (see `splade.tokens`) keep the largest weight, as the ML Commons package does;
+    unnamed ids (special tokens) are dropped.
+    """
     out: dict[str, float] = {}
     for i, w in zip(ids.tolist(), weights.tolist(), strict=True):
-        if np.isfinite(w) and w >= MIN_WEIGHT:
+        if np.isfinite(w) and w >= MIN_WEIGHT and id_to_token[i]:
             key = escape_token(id_to_token[i])
-            out[key] = out.get(key, 0.0) + float(w)
+            out[key] = max(out.get(key, 0.0), float(w))
     return out
 
 

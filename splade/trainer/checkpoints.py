@@ -7,7 +7,9 @@ leaves the previous checkpoints valid; only complete folders (with `checkpoint_i
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import re
 import shutil
@@ -19,8 +21,10 @@ import numpy as np
 import torch
 
 from splade.atomic import atomic_dir, write_json
+from splade.config import TrainConfig
 from splade.errors import SpladeError
 
+log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 INFO_NAME = "checkpoint_info.json"
 STATE_NAME = "trainer_state.pt"
@@ -39,6 +43,7 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums for the epoch's averages
     skipped_lines: int = 0
+    stopped_early: bool = False  # early stopping fired: a resume has nothing left to train
 
 
 def rng_states() -> dict[str, Any]:
@@ -88,6 +93,39 @@ def save_checkpoint(
             },
         )
     return target
+
+
+def resume_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings an exact resume depends on (the epoch order and the micro-batch boundaries)."""
+    data, training = config.data, config.training
+    return {
+        "data.batch_size": data.batch_size,
+        "data.epoch_size": data.epoch_size,
+        "data.max_length": data.max_length,
+        "data.train_files": [str(path) for path in data.train_files],
+        "training.gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "training.seed": training.seed,
+    }
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def warn_if_settings_changed(path: Path, settings: dict[str, Any]) -> str | None:
+    """Log (and return) one warning line when checkpoint `path` was saved with other resume settings."""
+    info = read_info(path)
+    if info.get("resume_settings_hash", settings_hash(settings)) == settings_hash(settings):
+        return None  # unchanged, or a checkpoint written before the hash existed
+    saved = info.get("resume_settings") or {}
+    changed = [f"{k} {saved.get(k)!r} -> {new!r}" for k, new in settings.items() if saved.get(k) != new]
+    message = (
+        f"resuming from {path} with settings that differ from the checkpoint's "
+        f"({', '.join(changed) or 'settings hash differs'}): training continues but will not match an "
+        "uninterrupted run"
+    )
+    log.warning(message)
+    return message
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:

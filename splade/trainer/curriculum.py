@@ -12,7 +12,7 @@ from splade.config import FocusConfig, LossConfig, PhaseConfig
 class PhaseSettings:
     """What one epoch trains with."""
 
-    index: int  # 1-based phase number; 0 when no phase covers the epoch
+    index: int  # 1-based phase number; 0 before the first phase (or without phases)
     name: str
     temperature: float
     lambda_infonce: float
@@ -21,26 +21,32 @@ class PhaseSettings:
 
 
 class Curriculum:
-    """Maps a 1-based epoch to its phase settings; epochs outside every phase use the loss config's values."""
+    """Maps a 1-based epoch to its phase settings.
+
+    An epoch inside a phase uses that phase; an epoch in a gap between phases or after the last phase
+    keeps the settings of the phase before it (so `training.num_epochs` past the table continues the
+    last phase); only epochs before the first phase (or a run without phases) use the loss config's values.
+    """
 
     def __init__(self, phases: Sequence[PhaseConfig], loss: LossConfig) -> None:
         self.phases = sorted(phases, key=lambda p: p.start_epoch)
         self.loss = loss
 
     def settings(self, epoch: int) -> PhaseSettings:
-        for number, phase in enumerate(self.phases, start=1):
-            if phase.start_epoch <= epoch <= phase.end_epoch:
-                return PhaseSettings(
-                    index=number,
-                    name=phase.name or f"phase_{number}",
-                    temperature=phase.temperature if phase.temperature is not None else self.loss.temperature,
-                    lambda_infonce=(
-                        phase.lambda_infonce if phase.lambda_infonce is not None else self.loss.lambda_infonce
-                    ),
-                    lr_multiplier=phase.lr_multiplier,
-                    focus=phase.data_focus,
-                )
-        return PhaseSettings(0, "no_phase", self.loss.temperature, self.loss.lambda_infonce, 1.0, None)
+        started = [(n, p) for n, p in enumerate(self.phases, start=1) if p.start_epoch <= epoch]
+        if not started:
+            return PhaseSettings(0, "no_phase", self.loss.temperature, self.loss.lambda_infonce, 1.0, None)
+        number, phase = started[-1]
+        return PhaseSettings(
+            index=number,
+            name=phase.name or f"phase_{number}",
+            temperature=phase.temperature if phase.temperature is not None else self.loss.temperature,
+            lambda_infonce=(
+                phase.lambda_infonce if phase.lambda_infonce is not None else self.loss.lambda_infonce
+            ),
+            lr_multiplier=phase.lr_multiplier,
+            focus=phase.data_focus,
+        )
 
     def lr_multiplier(self, epoch: int) -> float:
         return self.settings(epoch).lr_multiplier
