@@ -23,6 +23,43 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def fsync_files(paths: list[Path]) -> None:
+    """Flush written files to disk before a manifest that names them is swapped in."""
+    for path in paths:
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dir(target: str | Path) -> bool:
+    """Put back a folder that a crash between `atomic_dir`'s two renames left aside; True if it did.
+
+    `atomic_dir` moves the old folder to `.NAME.old-PID` and then the new one into place; a process
+    killed between the two leaves no `NAME`. An aside copy whose writer is no longer running is restored.
+    """
+    target = Path(target)
+    if target.exists() or not target.parent.is_dir():
+        return False
+    for aside in sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime,
+                        reverse=True):
+        pid = aside.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
+        os.replace(aside, target)
+        _fsync_dir(target.parent)
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def atomic_file(target: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temporary file beside `target`; on success rename it over `target`."""
@@ -69,6 +106,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

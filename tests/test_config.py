@@ -94,6 +94,9 @@ def test_overrides_are_typed() -> None:
         ),
         ("curriculum_phases.1.start_epoch=5", "overlap"),
         ("loss.teacher=null", "loss.lambda_kd > 0 needs loss.teacher"),
+        ("loss.margin=nan", "loss.margin: Input should be a finite number"),
+        ("training.learning_rate=.inf", "training.learning_rate: Input should be a finite number"),
+        ("curriculum_phases.2.lr_multiplier=inf", "curriculum_phases.2.lr_multiplier"),
     ],
 )
 def test_bad_values_name_the_key(override: str, expected: str) -> None:
@@ -102,6 +105,22 @@ def test_bad_values_name_the_key(override: str, expected: str) -> None:
         load_config(CONFIGS / base, [override])
     message = str(info.value)
     assert expected in message and "\n" not in message
+
+
+def test_float16_weights_with_fp16_mixed_precision_are_rejected() -> None:
+    with pytest.raises(SpladeError) as info:
+        load_config(CONFIGS / "train_v22.yaml", ["model.dtype=float16", "training.mixed_precision=fp16"])
+    message = str(info.value)
+    assert "model.dtype" in message and "training.mixed_precision" in message and "\n" not in message
+    for ok in (["model.dtype=float16", "training.mixed_precision=bf16"], ["training.mixed_precision=fp16"]):
+        load_config(CONFIGS / "train_v22.yaml", ok)
+
+
+def test_phases_may_leave_gaps_but_not_overlap() -> None:
+    cfg = load_config(CONFIGS / "train_v22.yaml", ["curriculum_phases.1.start_epoch=14"])  # gap 11-13
+    assert cfg.curriculum_phases[1].start_epoch == 14
+    with pytest.raises(SpladeError, match="overlap at epoch 21"):
+        load_config(CONFIGS / "train_v22.yaml", ["curriculum_phases.1.end_epoch=21"])
 
 
 def test_malformed_override_and_yaml(tmp_path: Path) -> None:

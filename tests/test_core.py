@@ -61,3 +61,30 @@ def test_atomic_writes_leave_old_content_on_failure(tmp_path):
         raise RuntimeError("crash")
     assert not (tmp_path / "f.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
+    """A writer killed after moving the old folder aside, before moving the new one in, loses nothing."""
+    import subprocess
+    import sys
+
+    from splade.indexer.base import IndexMetadata
+    from splade.indexer.local import LocalSparseIndex
+
+    index_dir = tmp_path / "idx"
+    LocalSparseIndex.create(index_dir, IndexMetadata("m", "h", 8)).close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    aside = tmp_path / f".idx.old-{dead.stdout.strip()}"  # named after a writer that is gone
+    index_dir.rename(aside)
+    assert LocalSparseIndex.open(index_dir).count() == 0  # put back and opened
+    assert not aside.exists()
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.txt").write_text("one")
+    (tmp_path / "out").rename(tmp_path / f".out.old-{dead.stdout.strip()}")
+    with atomic_dir(tmp_path / "out") as tmp:  # the next writer restores it first, then replaces it
+        assert (tmp_path / "out" / "a.txt").read_text() == "one"
+        (tmp / "a.txt").write_text("two")
+    assert (tmp_path / "out" / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "out"]

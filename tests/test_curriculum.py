@@ -36,8 +36,27 @@ def test_v22_phase_table() -> None:
         21: (3, 0.03, 2.0, 0.25),
         30: (3, 0.03, 2.0, 0.25),
     }
-    # outside every phase: the loss section's values
-    assert cur.settings(31).index == 0 and cur.settings(31).temperature == cfg.loss.temperature
+    # past the last phase (e.g. --set training.num_epochs=35): the last phase goes on, LR multiplier included
+    assert cur.settings(31) == cur.settings(30) and cur.settings(35).lr_multiplier == 0.25
+
+
+def test_gaps_keep_the_preceding_phase_and_only_epochs_before_the_first_use_the_loss_values() -> None:
+    cfg = load_config(
+        CONFIGS / "train_v22.yaml",
+        ["curriculum_phases.0.start_epoch=3", "curriculum_phases.0.end_epoch=8"],  # gaps 1-2 and 9-10
+    )
+    cur = Curriculum(cfg.curriculum_phases, cfg.loss)
+    before = cur.settings(2)
+    assert (before.index, before.temperature, before.lambda_infonce, before.lr_multiplier, before.focus) == (
+        0,
+        cfg.loss.temperature,
+        cfg.loss.lambda_infonce,
+        1.0,
+        None,
+    )
+    assert cur.settings(9) == cur.settings(10) == cur.settings(8) and cur.settings(9).index == 1
+    assert cur.settings(11).index == 2
+    assert Curriculum([], cfg.loss).settings(5).index == 0
 
 
 def test_v23_phases_keep_the_loss_lambda() -> None:

@@ -68,7 +68,8 @@ def test_search_is_exact_dot_product(tmp_path: Path, docs: SparseBatch, queries:
     index.save()
     reopened = LocalSparseIndex.open(tmp_path / "idx", expected=META)
     assert reopened.count() == len(docs)
-    assert isinstance(reopened._segments[0].docs, np.memmap)
+    postings = reopened._segments[0].docs
+    assert isinstance(postings.base, np.memmap) and not postings.flags.owndata  # a view of the file
     assert_exact(reopened.search(queries, top_k=10), scores, 10, ids)
 
 

@@ -150,3 +150,60 @@ def test_resume_errors_and_fresh_start(tiny_model_dir: Path, tmp_path: Path) -> 
     with pytest.raises(SpladeError, match="not a complete checkpoint"):
         train(cfg, resume_from=tmp_path)
     assert train(cfg, resume=True).global_step == 1  # nothing to resume: starts from scratch
+
+
+def test_max_steps_mid_epoch_then_resume_matches_uninterrupted(tiny_model_dir: Path, tmp_path: Path) -> None:
+    full = train(_config(tmp_path, tiny_model_dir, "full"))
+    stopped = train(_config(tmp_path, tiny_model_dir, "stopped", "training.max_steps=2"))
+    assert stopped.global_step == 2 and stopped.history[-1]["partial"]
+    assert stopped.summary["best_epoch"] is None  # no end-of-epoch bookkeeping for the partial epoch
+    info = ckpt.read_info(stopped.last_checkpoint)
+    assert stopped.last_checkpoint.name == "checkpoint_2"
+    assert (info["epoch"], info["batch_in_epoch"]) == (1, 2)  # the true position, mid-epoch 1
+
+    resumed = train(_config(tmp_path, tiny_model_dir, "stopped"), resume=True)  # the rest of epoch 1, then 2
+    assert resumed.global_step == 8 and [h["epoch"] for h in resumed.history] == [1, 2]
+    expected, got = _weights(full.output_dir / "checkpoint_8"), _weights(resumed.output_dir / "checkpoint_8")
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [h["train"]["loss"] for h in resumed.history] == pytest.approx(
+        [h["train"]["loss"] for h in full.history]
+    )
+
+
+def test_early_stop_is_saved_and_a_resume_does_not_train_again(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _config(
+        tmp_path,
+        tiny_model_dir,
+        "stop",
+        "training.num_epochs=3",
+        "training.early_stopping_patience=1",
+        "training.early_stopping_min_delta=1e9",  # no epoch after the first can improve
+    )
+    first = train(cfg)
+    assert first.stopped_early and first.global_step == 8 and len(first.history) == 2
+    assert ckpt.read_info(first.last_checkpoint)["stopped_early"] is True
+    with caplog.at_level("WARNING"):
+        again = train(cfg, resume=True)
+    assert again.stopped_early and again.global_step == 8 and len(again.history) == 2
+    assert not (cfg.output.dir / "checkpoint_12").exists()
+    assert any("already stopped early after epoch 2" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_with_other_batching_settings_warns(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = train(_config(tmp_path, tiny_model_dir, "changed", "training.max_steps=1"))
+    info = ckpt.read_info(first.last_checkpoint)
+    assert info["resume_settings"]["data.batch_size"] == 3 and len(info["resume_settings_hash"]) == 16
+    with caplog.at_level("WARNING"):
+        same = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=2")
+        train(same, resume=True)
+    assert not [r for r in caplog.records if "differ from the checkpoint" in r.getMessage()]
+    with caplog.at_level("WARNING"):
+        other = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=3", "data.batch_size=4")
+        train(other, resume=True)
+    warned = [r.getMessage() for r in caplog.records if "differ from the checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and "data.batch_size 3 -> 4" in warned[0] and "\n" not in warned[0]

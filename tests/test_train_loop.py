@@ -287,3 +287,67 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny_model_dir: Path, tmp_
     result = train(cfg)  # 24 triplets / batch 4 = 6 micro-batches -> steps after 4 and after the last 2
     assert result.global_step == 2
     assert result.history[0]["val"] == {} and result.history[0]["best"]
+
+
+def test_non_utf8_line_is_a_one_line_error_or_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    good = json.dumps({"query": "당뇨병", "positive": "p", "negative": "n"}, ensure_ascii=False).encode()
+    latin1 = b'{"query": "caf\xe9", "positive": "p", "negative": "n"}'
+    path.write_bytes(b"\n".join([good, latin1, good]) + b"\n")
+    with pytest.raises(SpladeError) as info:
+        load_triplets([path])
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: not valid UTF-8") and "\n" not in message
+    data = load_triplets([path], skip_invalid=True)
+    assert len(data) == 2 and data.skipped == 1 and data[0].query == "당뇨병"
+    assert data.skipped_examples[0].startswith(f"{path}:2: not valid UTF-8")
+
+
+def test_last_short_accumulation_group_is_averaged_over_its_own_size(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 micro-batches with accumulation 4 give the same gradient as one full group of 2."""
+    real_clip = torch.nn.utils.clip_grad_norm_
+    norms: list[float] = []
+
+    def recording_clip(params, max_norm, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        norm = real_clip(params, max_norm, *args, **kwargs)
+        norms.append(float(norm))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    for steps in (4, 2):
+        cfg = tiny_config(
+            tmp_path,
+            tiny_model_dir,
+            "training.num_epochs=1",
+            f"training.gradient_accumulation_steps={steps}",
+            "data.val_files=[]",
+            f"output.dir={tmp_path / f'acc{steps}'}",
+            "output.tensorboard=false",
+            n_train=8,
+        )
+        assert train(cfg).global_step == 1
+    assert norms[0] == pytest.approx(norms[1], rel=1e-5)
+
+
+def test_training_loss_monitor_restarts_at_each_phase(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without validation files the loss is monitored; it changes scale with each phase, so a new phase
+    restarts the best value and the patience count (epoch 4 continues phase 3 and does count)."""
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "training.num_epochs=5",
+        "training.early_stopping_patience=1",
+        "training.early_stopping_min_delta=1e9",  # no improvement is ever large enough within a phase
+        "data.val_files=[]",
+        "output.tensorboard=false",
+        n_train=8,
+    )
+    with caplog.at_level("INFO", logger="splade.trainer.loop"):
+        result = train(cfg)
+    assert [(h["phase"], h["best"]) for h in result.history] == [(1, True), (2, True), (3, True), (3, False)]
+    assert result.stopped_early and result.summary["best_epoch"] == 3
+    assert sum("restart" in r.getMessage() for r in caplog.records) == 2

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from splade.atomic import write_json
+from splade.atomic import fsync_files, recover_dir, write_json
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
 from splade.sparse import SparseBatch
@@ -94,15 +94,17 @@ class _Segment:
         (folder / "doc_ids.json").write_text(json.dumps(self.doc_ids, ensure_ascii=False), encoding="utf-8")
         if self.texts is not None:
             (folder / "texts.json").write_text(json.dumps(self.texts, ensure_ascii=False), encoding="utf-8")
+        fsync_files(sorted(folder.iterdir()))
 
     @staticmethod
     def read(root: Path, entry: dict) -> _Segment:
         folder = root / entry["name"]
         try:
             doc_ids = json.loads((folder / "doc_ids.json").read_text(encoding="utf-8"))
-            ptr = np.load(folder / "postings_ptr.npy", mmap_mode="r")
-            docs = np.load(folder / "postings_docs.npy", mmap_mode="r")
-            weights = np.load(folder / "postings_weights.npy", mmap_mode="r")
+            # plain ndarray views of the memory maps: slicing a np.memmap builds a subclass object per
+            # slice, which costs more than the arithmetic on a short posting list
+            ptr, docs, weights = (np.asarray(np.load(folder / f"postings_{part}.npy", mmap_mode="r"))
+                                  for part in ("ptr", "docs", "weights"))
             deleted = np.load(root / entry["deleted"]) if entry.get("deleted") else None
         except (OSError, ValueError) as exc:
             raise SpladeError(f"{folder}: damaged index segment ({exc})") from None
@@ -116,24 +118,22 @@ class _Segment:
     def score(self, term_ids: np.ndarray, term_weights: np.ndarray) -> np.ndarray:
         """Exact dot products of one query with every row, term at a time (float64 accumulator)."""
         starts, ends = self.ptr[term_ids], self.ptr[term_ids + 1]
-        keep = ends > starts
-        if not keep.any():
-            return np.zeros(self.n_docs)
-        docs, contrib = [], []
-        for lo, hi, w in zip(starts[keep], ends[keep], term_weights[keep], strict=True):
-            docs.append(self.docs[lo:hi])
-            contrib.append(self.weights[lo:hi] * w)
-        return np.bincount(np.concatenate(docs), weights=np.concatenate(contrib), minlength=self.n_docs)
+        scores = np.zeros(self.n_docs)
+        for lo, hi, w in zip(starts.tolist(), ends.tolist(), term_weights.tolist(), strict=True):
+            if hi > lo:
+                np.add.at(scores, self.docs[lo:hi], self.weights[lo:hi] * np.float64(w))
+        return scores
 
 
 def _top_k(scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows with a positive score, the `top_k` best first (ties by row), and their scores."""
-    rows = np.flatnonzero(scores > 0)
+    if scores.size > top_k:
+        kth = scores[np.argpartition(-scores, top_k - 1)[top_k - 1]]
+        rows = np.flatnonzero(scores >= max(kth, np.finfo(scores.dtype).tiny))  # every row tied with the k-th
+    else:
+        rows = np.flatnonzero(scores > 0)
     values = scores[rows]
-    if rows.size > top_k:
-        part = np.argpartition(-values, top_k - 1)[:top_k]
-        rows, values = rows[part], values[part]
-    order = np.lexsort((rows, -values))
+    order = np.lexsort((rows, -values))[:top_k]
     return rows[order], values[order]
 
 
@@ -174,6 +174,7 @@ class LocalSparseIndex(SparseIndex):
              for_add: bool = False) -> LocalSparseIndex:
         """Open an index (memory-mapped); with `expected`, refuse vectors of another model or vocabulary."""
         path = Path(path)
+        recover_dir(path)
         manifest_file = path / MANIFEST
         if not manifest_file.is_file():
             what = "index not found" if not path.exists() else f"not a splade index (no {MANIFEST})"
@@ -236,6 +237,7 @@ class LocalSparseIndex(SparseIndex):
         for segment in dirty:
             segment.deleted_file = f"{segment.name}/deleted-{self._generation}.npy"
             np.save(self.path / segment.deleted_file, segment.deleted)
+            fsync_files([self.path / segment.deleted_file])
         new_segment = None
         if self._pending:
             new_segment = self._build_pending()

@@ -117,7 +117,9 @@ class Trainer:
         self._build_loss()
         self._build_schedule()
         self.state = ckpt.TrainerState(skipped_lines=self.train_set.skipped)
+        self.resume_settings = ckpt.resume_settings(config)
         if checkpoint is not None:
+            ckpt.warn_if_settings_changed(checkpoint, self.resume_settings)
             ckpt.load_optim_states(checkpoint, self.optimizer, self.scheduler, self.scaler, self.device)
             self.state = ckpt.load_trainer_state(checkpoint)  # restores RNG states last
             log.info("resuming from %s (step %d)", checkpoint, self.state.global_step)
@@ -170,9 +172,9 @@ class Trainer:
     def _build_schedule(self) -> None:
         t = self.cfg_t
         self.steps_per_epoch = math.ceil(self.micro_batches / t.gradient_accumulation_steps)
+        # the schedule spans all epochs even with max_steps: a run stopped there and resumed without it
+        # follows the same learning rates as an uninterrupted one
         self.total_steps = self.steps_per_epoch * t.num_epochs
-        if t.max_steps:
-            self.total_steps = min(self.total_steps, t.max_steps)
         warmup = int(t.warmup_ratio * self.total_steps)
         base = cosine_with_warmup(self.total_steps, warmup)
         phase_mult = self.curriculum.lr_multiplier
@@ -266,6 +268,16 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         t, state = self.cfg_t, self.state
+        if state.stopped_early:
+            log.warning(
+                "%s: this run already stopped early after epoch %d (no improvement for %d epochs); "
+                "nothing left to train",
+                self.checkpoint,
+                state.epoch - 1,
+                state.bad_epochs,
+            )
+            torch.set_num_threads(self._threads)
+            return self._result(self.checkpoint)
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "train_config.json", self.config.model_dump(mode="json"))
         tb = ScalarLogger(
@@ -275,8 +287,13 @@ class Trainer:
         total_micro = self.micro_batches * t.num_epochs
         done_micro = (state.epoch - 1) * self.micro_batches + state.batch_in_epoch
         bar = tqdm(total=total_micro, initial=done_micro, desc="train", unit="batch", dynamic_ncols=True)
-        stopped_early = finished = False
+        finished = self._reached_max_steps()
+        if finished and state.epoch <= t.num_epochs:
+            log.warning(
+                "already at training.max_steps=%d (step %d); nothing to train", t.max_steps, state.global_step
+            )
         last_ckpt: Path | None = self.checkpoint
+        partial: dict[str, Any] | None = None
         try:
             while state.epoch <= t.num_epochs and not finished:
                 epoch = state.epoch
@@ -288,7 +305,7 @@ class Trainer:
                 started = time.time()
                 for b in range(state.batch_in_epoch, self.micro_batches):
                     triplets = [self.train_set[int(i)] for i in batches[b]]
-                    self._train_micro_batch(triplets, phase, epoch, tb)
+                    self._train_micro_batch(triplets, phase, epoch, self._group_size(b))
                     state.batch_in_epoch = b + 1
                     bar.update(1)
                     bar.set_postfix(
@@ -304,26 +321,32 @@ class Trainer:
                         last_ckpt = self._save(phase)
                     if self.step_callback is not None:
                         self.step_callback(state.global_step)
-                    if t.max_steps and state.global_step >= t.max_steps:
+                    if self._reached_max_steps():
                         finished = True
                         break
-                stopped_early = self._end_epoch(epoch, phase, started, tb)
+                if finished and state.batch_in_epoch < self.micro_batches:
+                    last_ckpt, partial = self._stop_mid_epoch(epoch, phase, started, tb, last_ckpt)
+                    break
+                self._end_epoch(epoch, phase, started, tb)
                 last_ckpt = self._save(phase)
-                if stopped_early:
+                if state.stopped_early:
                     break
         finally:
             bar.close()
             tb.close()
             torch.set_num_threads(self._threads)
-        best = self.out / "best_model"
-        if not best.is_dir():  # no epoch ended with a metric (should not happen), keep the final weights
+        if not (self.out / "best_model").is_dir():  # no epoch ended yet (max_steps): keep the final weights
             self._save_best()
+        return self._result(last_ckpt, partial)
+
+    def _result(self, last_ckpt: Path | None, partial: dict[str, Any] | None = None) -> TrainResult:
+        state = self.state
         return TrainResult(
             self.out,
-            best,
-            state.history,
+            self.out / "best_model",
+            state.history + ([partial] if partial else []),
             state.global_step,
-            stopped_early,
+            state.stopped_early,
             state.skipped_lines,
             last_ckpt,
             summary={
@@ -334,15 +357,24 @@ class Trainer:
             },
         )
 
+    def _reached_max_steps(self) -> bool:
+        return bool(self.cfg_t.max_steps and self.state.global_step >= self.cfg_t.max_steps)
+
+    def _group_size(self, b: int) -> int:
+        """Micro-batches in the accumulation group of micro-batch `b`; the epoch's last group may be short."""
+        steps = self.cfg_t.gradient_accumulation_steps
+        return min(steps, self.micro_batches - b // steps * steps)
+
     def _train_micro_batch(
-        self, triplets: list[Triplet], phase: PhaseSettings, epoch: int, tb: ScalarLogger
+        self, triplets: list[Triplet], phase: PhaseSettings, epoch: int, group: int
     ) -> None:
+        """Forward and backward one micro-batch; its loss is divided by the size of its accumulation group."""
         state = self.state
         out, q, docs = self._forward(triplets, phase, state.global_step, with_teacher=True)
         if not torch.isfinite(out.total):
             parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.components.items())
             self._fail_non_finite("the loss", epoch, parts)
-        loss = out.total / self.cfg_t.gradient_accumulation_steps
+        loss = out.total / group
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         sums = state.epoch_sums
         sums["n"] = sums.get("n", 0) + 1
@@ -386,51 +418,97 @@ class Trainer:
                 "step %d epoch %d loss %.4f lr %.3g", state.global_step, epoch, scalars["train/loss"], lr
             )
 
-    def _end_epoch(self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger) -> bool:
-        """Validate, record history, keep the best model; returns True when early stopping triggers."""
-        state, t = self.state, self.cfg_t
+    def _epoch_record(
+        self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger
+    ) -> dict[str, Any]:
+        """Validate and summarise the epoch so far as one history entry (without its `best` flag)."""
+        state = self.state
         sums = state.epoch_sums
         n = max(1, sums.get("n", 0))
         train_stats = {k: v / n for k, v in sums.items() if k != "n"}
         val = self.validate(phase)
         tb.log({f"val/{k}": v for k, v in val.items()}, state.global_step)
-        tb.log({f"epoch/train_{k}": v for k, v in train_stats.items()}, epoch)
         # validation MRR selects the best model (the loss is not comparable across phases: the temperature
         # changes); without validation files, the training loss
         metric = -val["mrr"] if "mrr" in val else train_stats.get("loss", float("inf"))
+        return {
+            "epoch": epoch,
+            "global_step": state.global_step,
+            "phase": phase.index,
+            "phase_name": phase.name,
+            "temperature": phase.temperature,
+            "lambda_infonce": phase.lambda_infonce,
+            "lr_multiplier": phase.lr_multiplier,
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "train": train_stats,
+            "val": val,
+            "metric": metric,
+            "seconds": round(time.time() - started, 3),
+        }
+
+    def _write_history(self, epochs: list[dict[str, Any]]) -> None:
+        state = self.state
+        write_json(
+            self.out / "training_history.json",
+            {"best_epoch": state.best_epoch, "best_metric": state.best_metric, "epochs": epochs},
+        )
+
+    def _restart_on_new_phase(self, phase: PhaseSettings) -> None:
+        """When the training loss is the monitored metric, a new phase (other temperature and lambda, so
+        another loss scale) restarts the best value and the early-stopping count."""
+        state = self.state
+        if state.best_metric is None or not state.history or state.history[-1]["phase"] == phase.index:
+            return
+        log.info(
+            "phase %d (%s) starts: the monitored training loss changes scale, so its best value and the "
+            "early-stopping count restart",
+            phase.index,
+            phase.name,
+        )
+        state.best_metric, state.bad_epochs = None, 0
+
+    def _end_epoch(self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger) -> None:
+        """Validate, record history, keep the best model, move to the next epoch and decide early stopping
+        (`state.stopped_early`)."""
+        state, t = self.state, self.cfg_t
+        record = self._epoch_record(epoch, phase, started, tb)
+        tb.log({f"epoch/train_{k}": v for k, v in record["train"].items()}, epoch)
+        if "mrr" not in record["val"]:
+            self._restart_on_new_phase(phase)
+        metric = record["metric"]
         improved = state.best_metric is None or metric < state.best_metric - t.early_stopping_min_delta
         if improved:
             state.best_metric, state.best_epoch, state.bad_epochs = metric, epoch, 0
             self._save_best()
         else:
             state.bad_epochs += 1
-        state.history.append(
-            {
-                "epoch": epoch,
-                "global_step": state.global_step,
-                "phase": phase.index,
-                "phase_name": phase.name,
-                "temperature": phase.temperature,
-                "lambda_infonce": phase.lambda_infonce,
-                "lr_multiplier": phase.lr_multiplier,
-                "learning_rate": self.scheduler.get_last_lr()[0],
-                "train": train_stats,
-                "val": val,
-                "metric": metric,
-                "best": improved,
-                "seconds": round(time.time() - started, 3),
-            }
-        )
-        write_json(
-            self.out / "training_history.json",
-            {"best_epoch": state.best_epoch, "best_metric": state.best_metric, "epochs": state.history},
-        )
+        state.history.append({**record, "best": improved})
+        self._write_history(state.history)
         state.epoch, state.batch_in_epoch, state.epoch_sums = epoch + 1, 0, {}
         patience = t.early_stopping_patience
         if patience and state.bad_epochs >= patience:
             log.warning("early stopping after epoch %d: no improvement for %d epochs", epoch, patience)
-            return True
-        return False
+            state.stopped_early = True
+
+    def _stop_mid_epoch(
+        self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger, last_ckpt: Path | None
+    ) -> tuple[Path, dict[str, Any]]:
+        """max_steps reached inside an epoch: checkpoint the true position (a resume continues this epoch)
+        and report the partial epoch, without the end-of-epoch bookkeeping (best model, early stopping,
+        next epoch). Returns the last checkpoint and the partial history entry."""
+        state = self.state
+        if last_ckpt is None or last_ckpt.name != f"checkpoint_{state.global_step}":
+            last_ckpt = self._save(phase)
+        record = {**self._epoch_record(epoch, phase, started, tb), "best": False, "partial": True}
+        self._write_history([*state.history, record])
+        log.info(
+            "stopped at training.max_steps=%d in epoch %d after %d of %d batches; --resume continues it",
+            self.cfg_t.max_steps,
+            epoch,
+            state.batch_in_epoch,
+            self.micro_batches,
+        )
+        return last_ckpt, record
 
     def _save(self, phase: PhaseSettings) -> Path:
         path = ckpt.save_checkpoint(
@@ -445,6 +523,9 @@ class Trainer:
                 "temperature": phase.temperature,
                 "best_metric": self.state.best_metric,
                 "model": self.config.model.name,
+                "stopped_early": self.state.stopped_early,
+                "resume_settings": self.resume_settings,
+                "resume_settings_hash": ckpt.settings_hash(self.resume_settings),
                 "time": time.time(),
             },
         )
