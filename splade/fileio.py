@@ -30,22 +30,45 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """`(line number, object)` for every non-blank line of a JSONL file."""
+def decode_line(path: Path, number: int, raw: bytes) -> str:
+    """One line of a UTF-8 file as text (a leading byte-order mark dropped); an error names file and line."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise at_line(path, number, f"not valid UTF-8 (byte 0x{byte} at offset {exc.start})") from None
+    return line.lstrip("\ufeff") if number == 1 else line
+
+
+def iter_raw_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """`(line number, bytes)` of every line; a missing or unreadable file is one clear error."""
     path = Path(path)
     if not path.is_file():
         raise SpladeError(f"{path}: file not found")
     try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise at_line(path, number, "expected a JSON object")
-                yield number, row
-    except UnicodeDecodeError as exc:
-        raise SpladeError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        with path.open("rb") as handle:
+            yield from enumerate(handle, start=1)
+    except OSError as exc:
+        raise SpladeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """`(line number, text)` of every non-blank line of a UTF-8 file, numbered from 1."""
+    path = Path(path)
+    for number, raw in iter_raw_lines(path):
+        line = decode_line(path, number, raw)
+        if line.strip():
+            yield number, line
+
+
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, object)` for every non-blank line of a JSONL file."""
+    path = Path(path)
+    for number, line in iter_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise at_line(path, number, "expected a JSON object")
+        yield number, row

@@ -118,10 +118,24 @@ def test_readers_parse_and_report_file_and_line(tmp_path: Path, sources: dict[st
         read_parallel(short)
     binary = tmp_path / "latin1.tsv"
     binary.write_bytes(b"ko\ten\n" + "café\tx\n".encode("latin-1"))
-    with pytest.raises(SpladeError, match=r"latin1\.tsv:2: not UTF-8"):
+    with pytest.raises(SpladeError, match=r"latin1\.tsv:2: not valid UTF-8 \(byte 0xe9"):
         read_parallel(binary)
     with pytest.raises(SpladeError, match=r"missing\.tsv: file not found"):
         read_parallel(tmp_path / "missing.tsv")
+
+
+def test_beir_files_that_are_not_utf8_name_file_and_line(tmp_path: Path) -> None:
+    beir = _write_beir(tmp_path / "beir")
+    qrels = beir / "qrels" / "train.tsv"
+    qrels.write_bytes(qrels.read_bytes() + "q1\tcafé\t1\n".encode("latin-1"))
+    lines = len(qrels.read_bytes().splitlines())
+    with pytest.raises(SpladeError, match=rf"train\.tsv:{lines}: not valid UTF-8"):
+        load_beir(beir, split="train")
+    corpus = beir / "corpus.jsonl"
+    corpus.write_bytes(corpus.read_bytes() + b'{"_id": "x", "text": "caf\xe9"}\n')
+    lines = len(corpus.read_bytes().splitlines())
+    with pytest.raises(SpladeError, match=rf"corpus\.jsonl:{lines}: not valid UTF-8"):
+        load_beir(beir, split="train")
 
 
 # --- mining ----------------------------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from splade.errors import SpladeError, at_line
-from splade.fileio import iter_json_objects
+from splade.fileio import iter_json_objects, iter_lines
 
 
 @dataclass
@@ -70,21 +71,24 @@ def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise SpladeError(f"{path}: qrels file not found")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue
-            if not line.strip():
-                continue
-            if len(parts) < 3:
-                raise at_line(path, number, "expected 3 tab-separated columns: query-id corpus-id score")
-            try:
-                score = int(float(parts[2]))
-            except ValueError:
-                raise at_line(path, number, f"score {parts[2]!r} is not a number") from None
-            qrels.setdefault(parts[0], {})[parts[1]] = score
+    for number, parts in _qrels_rows(path):
+        if len(parts) < 3:
+            raise at_line(path, number, "expected 3 tab-separated columns: query-id corpus-id score")
+        try:
+            score = int(float(parts[2]))
+        except ValueError:
+            raise at_line(path, number, f"score {parts[2]!r} is not a number") from None
+        qrels.setdefault(parts[0], {})[parts[1]] = score
     return qrels
+
+
+def _qrels_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """`(line number, tab-separated fields)` of every qrels row, the header line skipped."""
+    for number, line in iter_lines(path):
+        parts = line.split("\t")
+        if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        yield number, parts
 
 
 def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "queries.jsonl",
@@ -107,12 +111,7 @@ def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "qu
 
 
 def _check_qrels(path: Path, qrels: dict[str, dict[str, int]], corpus: dict, queries: dict) -> None:
-    with path.open(encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    for number, line in enumerate(lines, start=1):
-        parts = line.split("\t")
-        if len(parts) < 3 or (number == 1 and parts[0].lower() in ("query-id", "query_id", "qid")):
-            continue
+    for number, parts in _qrels_rows(path):
         if parts[1] not in corpus:
             raise at_line(path, number, f"document {parts[1]!r} is not in corpus.jsonl")
         if parts[0] not in queries:

@@ -1,5 +1,6 @@
 """Download public Korean retrieval sets from the Hugging Face hub into BEIR layout (needs network and the
-optional `datasets` package; never used by the tests, which exercise the same BEIR loader on local folders).
+optional `datasets` package below version 4, `pip install 'splade[hub]'`, since both sets are loading
+scripts; never used by the tests, which exercise the same BEIR loader on local folders).
 
     splade data build --hub miracl-ko --out data/miracl      # or a `{type: hub, name: mrtydi-ko}` source
 """
@@ -49,7 +50,8 @@ def download_beir(name: str, target: Path | None = None) -> Path:
     try:
         import datasets
     except ImportError:
-        raise SpladeError(f"loading {name!r} needs the 'datasets' package: pip install datasets") from None
+        raise SpladeError(f"loading {name!r} needs the 'datasets' package (< 4): "
+                          "pip install 'splade[hub]'") from None
     spec = HUB_SETS[name]
     try:
         corpus = datasets.load_dataset(spec.corpus, spec.corpus_config, split="train", trust_remote_code=True)

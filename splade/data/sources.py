@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from splade.errors import SpladeError, at_line
+from splade.fileio import iter_lines
 
 
 @dataclass(frozen=True)
@@ -16,25 +17,6 @@ class TextPair:
     ko: str
     en: str
     line: int
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-empty lines of a UTF-8 file, numbered from 1; unreadable or non-UTF-8 input is a SpladeError."""
-    if not path.is_file():
-        raise SpladeError(f"{path}: file not found")
-    try:
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise at_line(path, number, f"not UTF-8 text ({exc.reason})") from None
-                if number == 1:
-                    line = line.lstrip("\ufeff")
-                if line.strip():
-                    yield number, line
-    except OSError as exc:
-        raise SpladeError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def read_pairs(path: str | Path, columns: Sequence[str] = ("ko", "en"),
@@ -49,7 +31,7 @@ def read_pairs(path: str | Path, columns: Sequence[str] = ("ko", "en"),
     ko_col, en_col = columns
     pairs: list[TextPair] = []
     positions: tuple[int, int] | None = None if header else (0, 1)
-    for number, line in _lines(path):
+    for number, line in iter_lines(path):
         fields = line.split("\t") if (header or "\t" in line) else line.split(None, 1)
         if positions is None:
             names = [f.strip().lower() for f in fields]

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from splade.errors import SpladeError, at_line
+from splade.fileio import decode_line, iter_raw_lines
 
 TEXT_FIELDS = ("query", "positive", "negative")
 UNKNOWN = "unknown"
@@ -84,14 +85,6 @@ def _parse_line(path: Path, number: int, line: str) -> Triplet:
     return Triplet(**texts, **extra)
 
 
-def _decode_line(path: Path, number: int, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        byte = raw[exc.start : exc.start + 1].hex()
-        raise at_line(path, number, f"not valid UTF-8 (byte 0x{byte} at offset {exc.start})") from None
-
-
 def load_triplets(paths: Sequence[str | Path], skip_invalid: bool = False) -> TripletDataset:
     """Read triplet JSONL files; blank lines are ignored. Lines are decoded one by one, so a line that is
     not UTF-8 is an error naming file and line (or skipped with `skip_invalid`) like any other bad line."""
@@ -101,18 +94,17 @@ def load_triplets(paths: Sequence[str | Path], skip_invalid: bool = False) -> Tr
         path = Path(raw_path)
         if not path.is_file():
             raise SpladeError(f"{path}: triplet file not found (build one with `splade data build`)")
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = _decode_line(path, number, raw)
-                    if line.strip():
-                        triplets.append(_parse_line(path, number, line))
-                except SpladeError as exc:
-                    if not skip_invalid:
-                        raise
-                    skipped += 1
-                    if len(examples) < 5:
-                        examples.append(str(exc))
+        for number, raw in iter_raw_lines(path):
+            try:
+                line = decode_line(path, number, raw)
+                if line.strip():
+                    triplets.append(_parse_line(path, number, line))
+            except SpladeError as exc:
+                if not skip_invalid:
+                    raise
+                skipped += 1
+                if len(examples) < 5:
+                    examples.append(str(exc))
     if not triplets:
         raise SpladeError(f"{', '.join(str(p) for p in paths)}: no valid triplets")
     return TripletDataset(triplets, skipped, examples)
