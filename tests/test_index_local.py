@@ -208,7 +208,7 @@ def test_index_corpus_and_search_queries_match_brute_force(tmp_path: Path, encod
         assert exact[int(best[3:])] == pytest.approx(exact.max(), rel=1e-4)
 
 
-def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from splade.cli import _register_all, app
@@ -245,6 +245,28 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert LocalSparseIndex.open(out).count() == 4
     with pytest.raises(SpladeError, match="top_k"):
         build_index(tiny_model_dir, more, IndexTarget("local", str(out)), append=True, show_progress=False)
+
+    # an append that fails half-way leaves the live index exactly as it was
+    before = sorted(p.name for p in out.iterdir())
+    calls = {"n": 0}
+    real_add = LocalSparseIndex.add
+
+    def failing_add(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError("disk full")
+        return real_add(self, *args, **kwargs)
+
+    many = write_beir(tmp_path / "many", [f"extra document {i}" for i in range(30)])
+    monkeypatch.setattr(LocalSparseIndex, "add", failing_add)
+    monkeypatch.setattr("splade.indexer.pipeline.ENCODE_CHUNK", 10)
+    with pytest.raises(OSError, match="disk full"):
+        build_index(tiny_model_dir, many, IndexTarget("local", str(out)), top_k=64, append=True,
+                    show_progress=False)
+    monkeypatch.undo()
+    assert calls["n"] == 2  # the first chunk was added before the failure
+    assert LocalSparseIndex.open(out).count() == 4
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_cli_prints_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,13 +159,13 @@ def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: 
                  batch_size: int, append: bool, show_progress: bool) -> int:
     from splade.indexer.local import LocalSparseIndex
 
+    if append:  # in place: new documents wait in memory and go live in one manifest swap, or not at all
+        index = LocalSparseIndex.open(path, expected=meta, for_add=True)
+        index_corpus(encoder, documents, index, batch_size, show_progress)
+        index.save()
+        return index.count()
     with atomic_dir(path) as tmp:
-        if append:  # copy, then add: the live index is replaced only once the new documents are in
-            shutil.rmtree(tmp)
-            shutil.copytree(path, tmp)
-            index = LocalSparseIndex.open(tmp, expected=meta, for_add=True)
-        else:
-            index = LocalSparseIndex.create(tmp, meta)
+        index = LocalSparseIndex.create(tmp, meta)
         with index:
             index_corpus(encoder, documents, index, batch_size, show_progress)
         return index.count()
