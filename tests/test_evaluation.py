@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from splade.errors import SpladeError
 from splade.evaluation import EvalConfig, run_evaluation, write_report
+from splade.evaluation.systems import parse_splade_spec
 
 HEALTH = {
     "h1": "당뇨병은 혈당이 높아지는 만성 질환이다",
@@ -146,6 +147,9 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, two_sets: list[Path]) -> N
     nothing = make_beir(tmp_path, "nothing", HEALTH, {"z1": ("zzz qqq", "h1")})
     with pytest.raises(SpladeError, match="empty run"):
         run_evaluation(EvalConfig(datasets=[nothing], bm25=False, bm25_whitespace=True))
+    with pytest.raises(SpladeError, match="--splade: system name 'my model' may use only"):
+        run_evaluation(EvalConfig(datasets=two_sets, splade=[("my model", tmp_path)]))
+    assert parse_splade_spec("runs/모델 v2/") == ("v2", Path("runs/모델 v2/"))
     with pytest.raises(SpladeError, match="--splade"):
         run_evaluation(EvalConfig(datasets=two_sets, splade=[("x", tmp_path / "no-model")]))
     empty = make_beir(tmp_path, "empty", {}, {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -139,6 +140,9 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
     return systems
 
 
+SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _validate(config: EvalConfig) -> None:
     if not config.datasets:
         raise SpladeError("--dataset: give at least one BEIR dataset folder")
@@ -151,6 +155,9 @@ def _validate(config: EvalConfig) -> None:
     names = [name for name, _ in config.splade]
     taken = {"bm25", "dense", "bm25-whitespace"}
     for name in names:
+        if not SYSTEM_NAME.fullmatch(name):
+            raise SpladeError(f"--splade: system name {name!r} may use only letters, digits, '.', '_' "
+                              "and '-' (it names run files and the TREC run column)")
         if name in taken or names.count(name) > 1:
             raise SpladeError(f"--splade: system name {name!r} is used twice; name them NAME=MODEL_DIR")
 

@@ -137,10 +137,10 @@ def _slug(text: str) -> str:
 
 
 def parse_splade_spec(spec: str) -> tuple[str, Path]:
-    """`name=path` or `path` (named after the folder) -> (name, path)."""
+    """`name=path` or `path` (named after the folder, other characters than `[A-Za-z0-9._-]` made `-`)."""
     name, sep, path = spec.partition("=")
     if not sep:
-        path, name = spec, Path(spec.rstrip("/")).name
+        path, name = spec, re.sub(r"[^A-Za-z0-9._-]+", "-", Path(spec.rstrip("/")).name).strip("-")
     if not name or not path:
         raise SpladeError(f"--splade: expected MODEL_DIR or NAME=MODEL_DIR, got {spec!r}")
     return name, Path(path)
