@@ -23,10 +23,15 @@ app = typer.Typer(
 COMMAND_MODULES = ("quickstart", "data", "train", "export", "index", "evaluate")
 
 
+_registered: list[str] = []
+
+
 def _register_all() -> None:
+    """Add every verb to `app` (once; later calls do nothing)."""
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"splade.cli.{name}")
-        module.register(app)
+        if name not in _registered:
+            importlib.import_module(f"splade.cli.{name}").register(app)
+            _registered.append(name)
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ def export(
     int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (dynamic int8, for CPU)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     tolerance: float = typer.Option(None, "--tolerance",
-                                    help="Max |ONNX - PyTorch| allowed for the fp32 graph [default 1e-3]."),
+                                    help="Max |ONNX - PyTorch| allowed for the fp32 graph (default 1e-3)."),
     exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy or dynamo."),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize",
                                   help="Fuse attention/LayerNorm/GELU (ONNX Runtime optimizer)."),
     parity_texts: Path = typer.Option(None, "--parity-texts",
                                       help="More parity texts (.jsonl with text, or one a line)."),
-    max_length: int = typer.Option(None, "--max-length", help="Max tokens [default: the checkpoint's]."),
+    max_length: int = typer.Option(None, "--max-length", help="Max tokens (default: the checkpoint's)."),
     opensearch_package: bool = typer.Option(False, "--opensearch-package",
                                             help="Also build an ML Commons SPARSE_ENCODING zip."),
     sparse_tokenize: bool = typer.Option(False, "--sparse-tokenize",
@@ -29,7 +29,7 @@ def export(
                                     help="idf.json corpus: BEIR folder, .jsonl, or one text a line."),
     package_url: str = typer.Option(None, "--package-url",
                                     help="URL the zip is served from (for register_model.json)."),
-    name: str = typer.Option(None, "--name", help="Model name to register [default: folder name]."),
+    name: str = typer.Option(None, "--name", help="Model name to register (default: folder name)."),
 ) -> None:
     """Export a checkpoint to ONNX (parity-checked against PyTorch) and, optionally, OpenSearch packages."""
     from rich.console import Console
@@ -70,7 +70,7 @@ def encode(
     texts: list[str] = typer.Argument(..., help="Texts to encode."),
     top_k: int = typer.Option(20, "--top-k", help="Terms to show per text."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch or onnx."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: a GPU when present]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: a GPU when present)."),
 ) -> None:
     """Print the top weighted terms of each text (to inspect what a model expands a query into)."""
     from rich.console import Console
