@@ -61,14 +61,31 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+def parse_json_object(path: Path, number: int, line: str) -> dict[str, Any]:
+    """One JSONL line as an object; an error names file and line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise at_line(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise at_line(path, number, "expected a JSON object")
+    return row
+
+
 def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for every non-blank line of a JSONL file."""
     path = Path(path)
     for number, line in iter_lines(path):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise at_line(path, number, f"not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise at_line(path, number, "expected a JSON object")
-        yield number, row
+        yield number, parse_json_object(path, number, line)
+
+
+def iter_texts(path: str | Path) -> Iterator[str]:
+    """Texts of a file: `.jsonl` objects with `text` (and optional `title`, prepended), else one a line."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        yield from (line.strip() for _, line in iter_lines(path))
+        return
+    for number, row in iter_json_objects(path):
+        if not isinstance(row.get("text"), str):
+            raise at_line(path, number, "expected an object with a 'text' field")
+        yield f"{row.get('title') or ''} {row['text']}".strip()

@@ -7,7 +7,6 @@ ONE call padded to one length, so the model encodes the whole batch in a single 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from splade.errors import SpladeError, at_line
-from splade.fileio import decode_line, iter_raw_lines
+from splade.fileio import decode_line, iter_raw_lines, parse_json_object
 
 TEXT_FIELDS = ("query", "positive", "negative")
 UNKNOWN = "unknown"
@@ -60,12 +59,7 @@ class TripletDataset:
 
 
 def _parse_line(path: Path, number: int, line: str) -> Triplet:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise at_line(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise at_line(path, number, "expected a JSON object")
+    record = parse_json_object(path, number, line)
     texts = {}
     for name in TEXT_FIELDS:
         if name not in record:

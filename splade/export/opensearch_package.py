@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from splade.atomic import atomic_dir, atomic_file, write_json
-from splade.errors import SpladeError, at_line, at_option
+from splade.errors import SpladeError, at_option
 from splade.export.onnx_export import SpladeGraph, load_for_export
 from splade.export.parity import DEFAULT_TOLERANCES, PARITY_TEXTS, Tolerance, check_parity, parity_batches
+from splade.fileio import iter_texts
 from splade.tokens import carrier_ids, has_duplicates, merge_by_name, token_names
 
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same zip and hash
@@ -173,20 +174,7 @@ def read_corpus_texts(path: str | Path) -> Iterable[str]:
         path = path / "corpus.jsonl"
     if not path.is_file():
         raise at_option("--idf-corpus", f"{path} is not a file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise at_line(path, number, f"invalid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict) or "text" not in row:
-                    raise at_line(path, number, "expected an object with a 'text' field")
-                yield f"{row.get('title', '')} {row['text']}".strip()
-            else:
-                yield line.strip()
+    yield from iter_texts(path)
 
 
 def compute_idf(tokenizer, texts: Iterable[str], max_length: int = 512,

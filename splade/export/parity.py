@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from splade.errors import SpladeError
+from splade.fileio import iter_texts
 
 # Real Korean and English sentences of mixed length (short queries to long passages), so the check
 # runs on batches and sequence lengths unlike the single example the graph was traced with.
@@ -108,21 +108,10 @@ def load_parity_texts(path: str | Path | None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SpladeError(f"--parity-texts: {path} is not a file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SpladeError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-                line = " ".join(str(row.get(key, "")) for key in ("title", "text")).strip()
-            if line:
-                texts.append(line)
-            if len(texts) >= 256:
-                break
+    for text in iter_texts(path):
+        texts.append(text)
+        if len(texts) >= 256:
+            break
     return texts
 
 
