@@ -11,8 +11,9 @@ Layout of an index folder::
         postings_weights.npy float32 [nnz]
         deleted-<gen>.npy    bool [n_docs] tombstones (a new file per generation)
 
-Posting arrays are opened with `np.load(mmap_mode="r")`, so opening is O(1) in the index size and
-the OS pages in only the terms queries touch. `add` buffers documents in memory (searchable at once);
+Posting arrays are opened with `np.load(mmap_mode="r")`, so they are never read whole: the OS pages
+in only the posting lists queries touch (opening still reads the document ids, one JSON list per
+segment). `add` buffers documents in memory (searchable at once);
 `save` writes them as a new segment and then swaps `manifest.json` atomically, so readers see either
 the old or the new set of segments. `delete` writes tombstones; `compact` rewrites everything live
 into one segment. Re-adding an existing id replaces it. One writer at a time.
