@@ -17,6 +17,7 @@ from splade.config import TrainConfig, load_config
 
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "resources" / "configs"
 QUICKSTART_CONFIG = BUNDLED_CONFIGS / "train_quickstart.yaml"
+LEXICAL_BIAS = -5.0  # the base model starts as a bag of its input tokens (see `splade.tiny.lexical_init`)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def run_quickstart(
         base = out_dir / "base_model"
         say(f"[2/6] model: a small BERT ({vocab_size} WordPiece vocabulary) built from the sample -> {base}")
         build_tiny_model(_sample_texts(sample), base, vocab_size=vocab_size, hidden_size=128, num_layers=2,
-                         num_heads=2, max_length=64)
+                         num_heads=2, max_length=64, lexical_bias=LEXICAL_BIAS)
         model = str(base)
     else:
         say(f"[2/6] model: {model}")

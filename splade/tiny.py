@@ -42,6 +42,7 @@ def build_tiny_model(
     num_heads: int = 2,
     max_length: int = 128,
     seed: int = 0,
+    lexical_bias: float | None = None,
 ) -> SpladeModel:
     """A randomly initialised BERT masked LM over a WordPiece vocabulary trained on `texts`."""
     tokenizer = train_wordpiece(texts, vocab_size)
@@ -51,7 +52,32 @@ def build_tiny_model(
         num_attention_heads=num_heads, intermediate_size=hidden_size * 4, max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )
-    model = SpladeModel(BertForMaskedLM(config), tokenizer, max_length=max_length).eval()
+    mlm = BertForMaskedLM(config)
+    if lexical_bias is not None:
+        lexical_init(mlm, lexical_bias)
+    model = SpladeModel(mlm, tokenizer, max_length=max_length).eval()
     if out_dir is not None:
         model.save_pretrained(out_dir)
     return model
+
+
+def lexical_init(mlm: BertForMaskedLM, bias: float = -5.0, embedding_scale: float = 5.0) -> None:
+    """Start a random BERT as a bag of its input tokens: each text activates exactly its own tokens.
+
+    Every layer's residual branches (attention and feed-forward output projections) start at zero, so
+    each position carries its own token embedding to the tied MLM decoder, whose transform starts as the
+    identity; scaled-up embeddings make a token's logit for itself stand far above its logits for other
+    tokens, and a negative decoder bias cuts those to zero. Training then learns expansion and weighting
+    from there instead of from noise (a from-scratch model otherwise starts with thousands of random terms).
+    """
+    hidden = mlm.config.hidden_size
+    with torch.no_grad():
+        for layer in mlm.bert.encoder.layer:
+            for projection in (layer.attention.output.dense, layer.output.dense):
+                projection.weight.zero_()
+                projection.bias.zero_()
+        mlm.bert.embeddings.word_embeddings.weight.mul_(embedding_scale)
+        transform = mlm.cls.predictions.transform
+        transform.dense.weight.copy_(torch.eye(hidden))
+        transform.dense.bias.zero_()
+        mlm.cls.predictions.bias.fill_(bias)

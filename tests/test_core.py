@@ -88,3 +88,22 @@ def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
         (tmp / "a.txt").write_text("two")
     assert (tmp_path / "out" / "a.txt").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "out"]
+
+
+def test_lexical_init_starts_as_a_bag_of_the_input_tokens():
+    from conftest import TINY_TEXTS
+
+    from splade.tiny import build_tiny_model
+
+    model = build_tiny_model(TINY_TEXTS, vocab_size=300, hidden_size=128, num_layers=2, num_heads=2,
+                             lexical_bias=-5.0)  # the quickstart's shape
+    texts = ["당뇨병 치료 방법", "coffee is good for health", "서울은 한국의 수도이다"]
+    reps = model.encode(texts)
+    for text, rep in zip(texts, reps, strict=True):
+        own = set(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        active = set(torch.nonzero(rep).flatten().tolist())
+        assert own <= active, text
+        assert set(rep.topk(len(own)).indices.tolist()) == own, text
+        assert len(active) <= 2 * len(own), (text, len(active))
+    plain = build_tiny_model(TINY_TEXTS, vocab_size=300, hidden_size=128, num_layers=2, num_heads=2)
+    assert (plain.encode(texts) > 0).sum(dim=1).min() > 50  # a random model starts with many terms
