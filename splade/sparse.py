@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splade.tokens import named_weights
+
 
 @dataclass
 class SparseBatch:
@@ -59,14 +61,7 @@ class SparseBatch:
     def to_token_dicts(self, id_to_token: Sequence[str]) -> list[dict[str, float]]:
         """Rows as `{token string: weight}` for display; ids sharing a name keep the largest weight,
         unnamed ids (`""`) are left out."""
-        dicts: list[dict[str, float]] = []
-        for ids, weights in self.rows():
-            row: dict[str, float] = {}
-            for i, w in zip(ids.tolist(), weights.tolist(), strict=True):
-                if id_to_token[i]:
-                    row[id_to_token[i]] = max(row.get(id_to_token[i], 0.0), float(w))
-            dicts.append(row)
-        return dicts
+        return [named_weights(ids.tolist(), weights.tolist(), id_to_token) for ids, weights in self.rows()]
 
     def select(self, rows: Sequence[int] | np.ndarray) -> SparseBatch:
         """A new batch holding the given rows in the given order."""

@@ -10,10 +10,13 @@ Special tokens and ids past the tokenizer (a vocabulary padded for speed) are na
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def token_names(tokenizer: PreTrainedTokenizerBase, width: int) -> list[str]:
@@ -44,6 +47,18 @@ def has_duplicates(names: Sequence[str]) -> bool:
     """Whether two named ids share a string (then their weights must be merged)."""
     named = [name for name in names if name]
     return len(set(named)) != len(named)
+
+
+def named_weights(ids: Iterable[int], weights: Iterable[float], names: Sequence[str],
+                  key: Callable[[str], str] = str) -> dict[str, float]:
+    """`{key(name): weight}` of one sparse row: ids sharing a name keep the largest weight, unnamed ids
+    (special tokens, `""`) are left out."""
+    out: dict[str, float] = {}
+    for i, w in zip(ids, weights, strict=True):
+        if names[i]:
+            name = key(names[i])
+            out[name] = max(out.get(name, 0.0), float(w))
+    return out
 
 
 def merge_by_name(dense: np.ndarray, carriers: np.ndarray) -> np.ndarray:

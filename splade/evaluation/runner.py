@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from splade.data.beir import BeirDataset, Document, load_beir
+from splade.data.build import normalize
 from splade.errors import SpladeError
 from splade.evaluation.base import RetrievalSystem
 from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
@@ -186,10 +187,6 @@ def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int) -> 
     return {qid: judged[qid] for qid in chosen}
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def parallel_twins(datasets: Sequence[BeirDataset]) -> dict[str, dict[str, set[str]]]:
     """Per dataset and query, the merged-corpus ids that must not count as distractors.
 
@@ -203,11 +200,11 @@ def parallel_twins(datasets: Sequence[BeirDataset]) -> dict[str, dict[str, set[s
         for qid, judged in d.qrels.items():
             if qid in d.queries:
                 docs = {f"{d.name}/{doc}" for doc, rel in judged.items() if rel > 0}
-                relevant_by_text.setdefault(_normalise(d.queries[qid]), []).append((d.name, docs))
+                relevant_by_text.setdefault(normalize(d.queries[qid]), []).append((d.name, docs))
     twins: dict[str, dict[str, set[str]]] = {}
     for d in datasets:
         for qid in d.qrels:
-            others = relevant_by_text.get(_normalise(d.queries.get(qid, "")), [])
+            others = relevant_by_text.get(normalize(d.queries.get(qid, "")), [])
             excluded = set().union(*(docs for name, docs in others if name != d.name))
             if excluded:
                 twins.setdefault(d.name, {})[qid] = excluded

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from splade.tokens import named_weights
+
 DOT_ESCAPE = "\u2024"
 MAX_CLAUSES = 1024
 MAX_QUERY_WEIGHT = 64.0
@@ -37,12 +39,8 @@ def token_weights(ids: np.ndarray, weights: np.ndarray, id_to_token: Sequence[st
     Ids that share a name (see `splade.tokens`) keep the largest weight, as the ML Commons package does;
     unnamed ids (special tokens) are dropped.
     """
-    out: dict[str, float] = {}
-    for i, w in zip(ids.tolist(), weights.tolist(), strict=True):
-        if np.isfinite(w) and w >= MIN_WEIGHT and id_to_token[i]:
-            key = escape_token(id_to_token[i])
-            out[key] = max(out.get(key, 0.0), float(w))
-    return out
+    keep = np.isfinite(weights) & (weights >= MIN_WEIGHT)
+    return named_weights(ids[keep].tolist(), weights[keep].tolist(), id_to_token, key=escape_token)
 
 
 def prune_query(tokens: dict[str, float], max_clauses: int = MAX_CLAUSES,
