@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
-from splade.encoding import Encoder, TorchEncoder  # noqa: E402
-from splade.export.onnx_encoder import OnnxEncoder  # noqa: E402
+from splade.encoders import Encoder  # noqa: E402
+from splade.encoders.onnx_backend import OnnxEncoder  # noqa: E402
+from splade.encoders.torch_backend import TorchEncoder  # noqa: E402
 from splade.export.onnx_export import export_onnx  # noqa: E402
 from splade.export.parity import PARITY_TEXTS, topk_overlap  # noqa: E402
 

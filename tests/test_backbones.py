@@ -15,14 +15,14 @@ from transformers import (
     XLMRobertaModel,
 )
 
-from splade.modeling import SpladeModel
+from splade.model import SpladeModel
 from splade.tiny import train_wordpiece
 
 TEXTS = ["당뇨병 치료 방법", "diabetes mellitus treatment"]
 
 
 def _tied(model: SpladeModel) -> bool:
-    decoder = model.mlm.get_output_embeddings().weight
+    decoder = model.decoder.weight
     return decoder.data_ptr() == model.mlm.get_input_embeddings().weight.data_ptr()
 
 

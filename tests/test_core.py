@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from splade.atomic import atomic_dir, atomic_file
-from splade.modeling import SpladeModel
+from splade.model import SpladeModel
 from splade.sparse import SparseBatch
 
 
@@ -16,7 +16,7 @@ def test_representation_is_max_of_log1p_relu_over_kept_positions(tiny_model_dir)
     batch = model.tokenize(["당뇨병 치료 방법", "coffee"])
     with torch.no_grad():
         got = model(batch["input_ids"], batch["attention_mask"])
-        logits = model.mlm(**batch).logits
+        logits = model.term_logits(**batch)
     expected = torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)
     expected = expected.max(dim=1).values
     expected[:, model.tokenizer.all_special_ids] = 0

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splade.encoding import Encoder, TorchEncoder, load_encoder
+from splade.encoders import Encoder, load_encoder
+from splade.encoders.onnx_backend import OnnxEncoder, pick_variant
+from splade.encoders.providers import CPU, CUDA, TRT, provider_names, select_providers, uses_gpu
+from splade.encoders.torch_backend import TorchEncoder
 from splade.errors import SpladeError
-from splade.export.onnx_encoder import OnnxEncoder, pick_variant
-from splade.export.providers import CPU, CUDA, TRT, provider_names, select_providers, uses_gpu
 
 TEXTS = ["당뇨병 치료 방법", "diabetes mellitus treatment and prevention of complications in adults",
          "서울", "neural sparse retrieval model", "커피는 건강에 좋다 coffee is good for health"]

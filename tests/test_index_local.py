@@ -181,7 +181,7 @@ def write_beir(folder: Path, texts: list[str], bad_line: bool = False) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_model_dir: Path):
-    from splade.encoding import load_encoder
+    from splade.encoders import load_encoder
 
     return load_encoder(tiny_model_dir, device="cpu")
 

@@ -18,7 +18,7 @@ from splade.export.opensearch_package import (
     build_sparse_tokenize_package,
     compute_idf,
 )
-from splade.modeling import SpladeModel
+from splade.model import SpladeModel
 
 
 @pytest.fixture(scope="module")

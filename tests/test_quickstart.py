@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from splade.encoding import load_encoder
+from splade.encoders import load_encoder
 from splade.indexer.local import LocalSparseIndex
 from splade.quickstart import run_quickstart
 

@@ -16,10 +16,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from splade.encoding import TorchEncoder
+from splade.encoders.torch_backend import TorchEncoder
 from splade.export.opensearch_package import build_ml_commons_package, compute_idf
 from splade.indexer.queries import token_weights
-from splade.modeling import SpladeModel
+from splade.model import SpladeModel
 from splade.tokens import token_names
 
 PIECES = ["▁치료", "치료", "▁당뇨병", "당뇨병", "▁방법", "▁diabetes", "diabetes", "▁care", "▁", "은", "는",

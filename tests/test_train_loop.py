@@ -131,8 +131,8 @@ def test_train_writes_the_guide_outputs(tiny_model_dir: Path, tmp_path: Path) ->
         assert (out / "checkpoint_18" / name).is_file()
     assert json.loads((out / "checkpoint_18" / "checkpoint_info.json").read_text())["global_step"] == 18
     # best_model loads by path in the model class and in the encoder
-    from splade.encoding import load_encoder
-    from splade.modeling import SpladeModel
+    from splade.encoders import load_encoder
+    from splade.model import SpladeModel
 
     assert SpladeModel.from_pretrained(result.best_model_dir).max_length == 16
     encoded = load_encoder(result.best_model_dir, backend="torch").encode(["당뇨병 치료"])
@@ -263,7 +263,7 @@ def test_splade_tiny_on_real_triplets(splade_tiny_dir: Path, tmp_path: Path) -> 
     stats = result.history[0]["train"]
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
     assert 0 < stats["loss_infonce"] < 10
-    from splade.modeling import SpladeModel
+    from splade.model import SpladeModel
 
     trained = SpladeModel.from_pretrained(result.best_model_dir)
     original = SpladeModel.from_pretrained(splade_tiny_dir)

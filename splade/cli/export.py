@@ -75,7 +75,7 @@ def encode(
     """Print the top weighted terms of each text (to inspect what a model expands a query into)."""
     from rich.console import Console
 
-    from splade.encoding import load_encoder
+    from splade.encoders import load_encoder
 
     encoder = load_encoder(model, backend=backend, device=device)
     batch = encoder.encode(texts, top_k=top_k)

@@ -2,7 +2,7 @@
 the difficulty of each negative from its score relative to the positive's.
 
 Two retrievers share one interface: `LexicalRetriever` (Kiwi + BM25, the default) and `SpladeRetriever`
-(a trained SPLADE model through `splade.encoding.load_encoder`, for curriculum phase 3).
+(a trained SPLADE model through `splade.encoders.load_encoder`, for curriculum phase 3).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SpladeRetriever:
 
     def __init__(self, pool: Sequence[str], model: str, backend: str = "auto", batch_size: int = 32,
                  show_progress: bool = False) -> None:
-        from splade.encoding import load_encoder
+        from splade.encoders import load_encoder
 
         self.encoder = load_encoder(model, backend=backend)
         self.batch_size = batch_size

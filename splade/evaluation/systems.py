@@ -29,7 +29,7 @@ class SpladeSystem(RetrievalSystem):
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
                  max_length: int | None = None) -> None:
-        from splade.encoding import load_encoder
+        from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
             raise SpladeError(f"--backend: unknown backend {backend!r} (choose {', '.join(BACKENDS)})")

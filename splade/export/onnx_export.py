@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import shutil
 import tempfile
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
 from splade.errors import SpladeError, at_option
@@ -34,71 +32,19 @@ from splade.export.parity import (
     load_parity_texts,
     parity_batches,
 )
-from splade.modeling import SPLADE_CONFIG_NAME, SpladeModel, model_identity
+from splade.model import (
+    ONNX_INPUT_NAMES,
+    ONNX_OUTPUT_NAME,
+    ONNX_VARIANT_FILES,
+    ExportGraph,
+    SpladeModel,
+    model_identity,
+)
 
 log = logging.getLogger(__name__)
 
-INPUT_NAMES = ["input_ids", "attention_mask"]
-OUTPUT_NAME = "output"
-VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+INPUT_NAMES = list(ONNX_INPUT_NAMES)
 EXPORTERS = ("legacy", "dynamo")
-MASK_OFFSET = 1.0e4  # pushes padded positions below every real logit; exact in fp16 too (< 65504)
-
-
-def _find_decoder(mlm: nn.Module) -> tuple[nn.Module, str, nn.Linear] | None:
-    """The parent, attribute name and module of the MLM vocabulary projection (None if not a Linear)."""
-    decoder = mlm.get_output_embeddings()
-    if not isinstance(decoder, nn.Linear):
-        return None
-    for module in mlm.modules():
-        for child_name, child in module.named_children():
-            if child is decoder:
-                return module, child_name, decoder
-    return None
-
-
-class SpladeGraph(nn.Module):
-    """The exported computation, `max_i log(1 + ReLU(W h_i + b))` over kept positions, specials zeroed.
-
-    Instead of materialising the logits, masking them and pooling (three passes over a
-    `[batch, seq, vocab]` tensor), it appends a column `(mask - 1) * MASK_OFFSET` to the hidden
-    states and a row of ones to `W^T`, so one MatMul yields masked scores and a ReduceMax pools them;
-    bias, ReLU and log1p then act on `[batch, vocab]` (they commute with the max: all are monotone).
-    This equals `SpladeModel.forward` exactly (a padded score can only win where every kept score is
-    negative, and then ReLU gives 0 either way); backbones whose head is not a Linear use the plain form.
-    """
-
-    def __init__(self, model: SpladeModel) -> None:
-        super().__init__()
-        self.mlm = model.mlm
-        self.register_buffer("vocab_keep", model.vocab_keep.detach().clone(), persistent=False)
-        found = _find_decoder(model.mlm)
-        self._decoder = found
-        self.fused = found is not None
-        if found is not None:
-            decoder = found[2]
-            weight = decoder.weight.detach()
-            ones = torch.ones(1, weight.shape[0], dtype=weight.dtype)
-            weight_ext = torch.cat([weight.t(), ones]).contiguous()  # [hidden + 1, vocab]
-            self.register_buffer("scores_weight", weight_ext, persistent=False)
-            bias = decoder.bias.detach() if decoder.bias is not None else torch.zeros(weight.shape[0])
-            self.register_buffer("scores_bias", bias.clone(), persistent=False)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if not self.fused:
-            logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
-            kept = torch.relu(logits) * attention_mask.unsqueeze(-1).to(logits.dtype)
-            return torch.log1p(kept.max(dim=1).values) * self.vocab_keep.to(logits.dtype)
-        parent, name, decoder = self._decoder
-        setattr(parent, name, nn.Identity())  # the backbone now returns the head's hidden states
-        try:
-            hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
-        finally:
-            setattr(parent, name, decoder)
-        offset = (attention_mask.unsqueeze(-1).to(hidden.dtype) - 1.0) * MASK_OFFSET
-        scores = torch.matmul(torch.cat([hidden, offset], dim=-1), self.scores_weight.to(hidden.dtype))
-        pooled = scores.max(dim=1).values + self.scores_bias.to(hidden.dtype)
-        return torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(hidden.dtype)
 
 
 def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> SpladeModel:
@@ -121,16 +67,16 @@ def _example(model: SpladeModel) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str = "legacy") -> None:
-    """Trace `SpladeGraph(model)` to ONNX with dynamic batch and sequence axes."""
-    graph = SpladeGraph(model).eval()
+    """Trace `ExportGraph(model)` to ONNX with dynamic batch and sequence axes."""
+    graph = ExportGraph(model).eval()
     ids, mask = _example(model)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                    OUTPUT_NAME: {0: "batch"}}
+                    ONNX_OUTPUT_NAME: {0: "batch"}}
             torch.onnx.export(graph, (ids, mask), str(path), input_names=INPUT_NAMES,
-                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
+                              output_names=[ONNX_OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
                               dynamo=False, do_constant_folding=True)
         elif exporter == "dynamo":
             # its registry warns once per missing torchvision operator, which a SPLADE graph never uses
@@ -138,7 +84,7 @@ def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str 
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
             shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
             program = torch.onnx.export(graph, (ids, mask), input_names=INPUT_NAMES,
-                                        output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
+                                        output_names=[ONNX_OUTPUT_NAME], dynamic_shapes=shapes,
                                         opset_version=max(opset, 18), dynamo=True, verbose=False)
             program.save(str(path))
         else:
@@ -231,12 +177,12 @@ class ExportReport:
 
 
 def _ort_runner(path: Path):
-    from splade.export.onnx_encoder import make_session
+    from splade.encoders.onnx_backend import make_session
 
     session = make_session(path, ["CPUExecutionProvider"])
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})[0]
+        return session.run([ONNX_OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})[0]
 
     return run, session.get_providers()
 
@@ -299,15 +245,15 @@ def export_onnx(
         tmp.chmod(0o755)
         raw = Path(scratch) / "raw.onnx"
         export_graph(model, raw, opset=opset, exporter=exporter)
-        main = tmp / VARIANT_FILES["fp32"]
+        main = tmp / ONNX_VARIANT_FILES["fp32"]
         fusions = optimize_graph(raw, main, model) if optimize else {}
         if not optimize:
             shutil.copyfile(raw, main)
         parity["fp32"], providers = _check("fp32", main, reference, batches, limits["fp32"])
         for variant, wanted, convert in (("fp16", fp16, convert_fp16), ("int8", int8, quantize_int8)):
             if wanted:
-                convert(main, tmp / VARIANT_FILES[variant])
-                parity[variant], _ = _check(variant, tmp / VARIANT_FILES[variant], reference, batches,
+                convert(main, tmp / ONNX_VARIANT_FILES[variant])
+                parity[variant], _ = _check(variant, tmp / ONNX_VARIANT_FILES[variant], reference, batches,
                                             limits[variant])
         failed = [result.summary() for result in parity.values() if not result.passed]
         if failed:
@@ -322,12 +268,9 @@ def export_onnx(
 
 
 def _write_config(checkpoint: str | Path, tmp: Path, model: SpladeModel, exporter: str, opset: int) -> None:
-    """`splade_config.json` beside the graph: the checkpoint's settings plus how the graph was made."""
-    source = Path(checkpoint) / SPLADE_CONFIG_NAME
-    meta = json.loads(source.read_text()) if source.is_file() else {"format": "splade", "pooling": "max",
-                                                                       "activation": "log1p_relu"}
-    meta.setdefault("model_id", model_identity(checkpoint))  # the export is the same model for indexes
-    meta.update(max_length=model.max_length, vocab_size=model.vocab_size,
-                onnx={"exporter": exporter, "opset": opset, "input_names": INPUT_NAMES,
-                      "output_name": OUTPUT_NAME, "source": Path(checkpoint).name})
-    write_json(tmp / SPLADE_CONFIG_NAME, meta)
+    """`splade_config.json` beside the graph: the model's settings plus how the graph was made; the model
+    id is the checkpoint's, so an index built with either serves queries encoded by the other."""
+    artifact = model.artifact(model_identity(checkpoint))
+    artifact.onnx = {"exporter": exporter, "opset": opset, "input_names": INPUT_NAMES,
+                     "output_name": ONNX_OUTPUT_NAME, "source": Path(checkpoint).name}
+    artifact.write(tmp)

@@ -24,9 +24,10 @@ from torch import nn
 
 from splade.atomic import atomic_dir, atomic_file, write_json
 from splade.errors import SpladeError, at_option
-from splade.export.onnx_export import SpladeGraph, load_for_export
+from splade.export.onnx_export import load_for_export
 from splade.export.parity import DEFAULT_TOLERANCES, PARITY_TEXTS, Tolerance, check_parity, parity_batches
 from splade.fileio import iter_texts
+from splade.model import ExportGraph
 from splade.tokens import carrier_ids, has_duplicates, merge_by_name, token_names
 
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same zip and hash
@@ -39,7 +40,7 @@ class MlCommonsSparseModule(nn.Module):
     to one id and output zero themselves, so ML Commons' `{token: weight}` equals `splade index`'s.
     """
 
-    def __init__(self, graph: SpladeGraph, carriers: torch.Tensor | None = None) -> None:
+    def __init__(self, graph: ExportGraph, carriers: torch.Tensor | None = None) -> None:
         super().__init__()
         self.graph = graph
         self.merge = carriers is not None
@@ -100,7 +101,7 @@ def register_body(name: str, function_name: str, zip_path: Path, description: st
     return body
 
 
-def trace_sparse_module(graph: SpladeGraph, tokenizer, max_length: int,
+def trace_sparse_module(graph: ExportGraph, tokenizer, max_length: int,
                         carriers: np.ndarray | None = None) -> torch.jit.ScriptModule:
     """Trace the dict-in / dict-out module on an example batch (dynamic shapes survive tracing)."""
     module = MlCommonsSparseModule(graph, None if carriers is None else torch.from_numpy(carriers)).eval()
@@ -130,7 +131,7 @@ def build_ml_commons_package(
     """
     model = load_for_export(checkpoint, max_length)
     name = name or Path(checkpoint).resolve().name
-    graph = SpladeGraph(model).eval()
+    graph = ExportGraph(model).eval()
     names = token_names(model.tokenizer, model.vocab_size)
     carriers = carrier_ids(names) if has_duplicates(names) else None
     traced = trace_sparse_module(graph, model.tokenizer, model.max_length, carriers)

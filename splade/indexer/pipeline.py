@@ -17,7 +17,7 @@ from splade.indexer.base import IndexMetadata, SparseIndex
 from splade.indexer.connection import OpenSearchSettings
 
 if TYPE_CHECKING:
-    from splade.encoding import Encoder
+    from splade.encoders import Encoder
 
 BACKENDS = ("local", "opensearch")
 ENCODE_CHUNK = 1024  # documents encoded and handed to `index.add` at a time
@@ -95,7 +95,7 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
     `append`, documents are added to the existing index instead (same model and pruning required).
     """
     from splade.data.beir import load_corpus
-    from splade.encoding import load_encoder
+    from splade.encoders import load_encoder
 
     if top_k is not None and top_k < 1:
         raise at_option("--top-k-doc", "must be at least 1")
@@ -200,7 +200,7 @@ def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) 
 def search_text(model: str | Path, target: IndexTarget, query: str, top_k: int = 10,
                 device: str | None = None, check_model: bool = True) -> list[tuple[str, float, str | None]]:
     """`splade search`: encode one query and return `(doc_id, score, text)` best first."""
-    from splade.encoding import load_encoder
+    from splade.encoders import load_encoder
 
     if not query.strip():
         raise at_option("QUERY", "the query is empty")

@@ -22,11 +22,11 @@ from splade.atomic import atomic_dir, write_json
 from splade.config import TrainConfig
 from splade.data.triplets import Triplet, TripletCollator, TripletDataset, load_triplets
 from splade.errors import SpladeError
-from splade.modeling import SpladeModel
+from splade.model import SpladeModel, bag_of_tokens
+from splade.model.pooling import default_pooling
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.curriculum import Curriculum, PhaseSettings
-from splade.trainer.fast_pool import fused_splade_forward
-from splade.trainer.losses import LossOutput, SpladeLoss, bag_of_tokens, similarity
+from splade.trainer.losses import LossOutput, SpladeLoss, similarity
 from splade.trainer.metrics import ScalarLogger, ranking_stats, sparsity_stats
 from splade.trainer.sampler import epoch_indices
 
@@ -148,6 +148,7 @@ class Trainer:
             source, max_length=self.config.data.max_length, dropout=cfg.dropout, dtype=DTYPES[cfg.dtype]
         )
         self.model.max_length = self.config.data.max_length
+        self.model.use_expansion = cfg.use_expansion
         self.model.to(self.device).train()
         self.collate = TripletCollator(self.model.tokenizer, self.config.data.max_length)
 
@@ -205,16 +206,11 @@ class Trainer:
         )
         with ctx:
             # queries, positives and negatives in one forward pass
-            reps = (
-                fused_splade_forward(self.model, ids, mask)
-                if self.cfg_t.fused_pooling
-                else self.model(ids, mask)
-            )
+            pooling = default_pooling(self.device) if self.cfg_t.fused_pooling else "plain"
+            reps = self.model(ids, mask, pooling=pooling)
         reps = reps.float()
         keep = self.model.vocab_keep.float()
-        bags = bag_of_tokens(ids[: 2 * size], mask[: 2 * size], keep)
-        if not self.config.model.use_expansion:
-            reps = reps * torch.cat([bags, bag_of_tokens(ids[2 * size :], mask[2 * size :], keep)])
+        bags = bag_of_tokens(ids[: 2 * size], mask[: 2 * size], self.model.vocab_size) * keep
         q, p, n = reps[:size], reps[size : 2 * size], reps[2 * size :]
         teacher_scores = None
         if with_teacher and self.teacher is not None:

@@ -1,31 +1,22 @@
-"""One `Encoder` interface that turns texts into sparse vectors; backends: PyTorch and ONNX Runtime.
+"""The `Encoder` interface: texts -> sparse vectors, whatever runs the model.
 
-Every backend shares the batching (sorted by length), pruning (top-k / threshold) and the
-token-id -> token-string table; a backend only implements `_encode_batch`.
+Every backend shares the batching (sorted by length), pruning (top-k / threshold), the cosine
+normalisation of a model trained for cosine scores, and the token-id -> token-string table; a backend
+only implements `_encode_batch`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from splade.errors import at_option
+from splade.model.artifact import Similarity, vocabulary_hash
 from splade.sparse import SparseBatch
 from splade.tokens import token_names
-
-
-def vocabulary_hash(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A short hash of the vocabulary: indexes refuse queries encoded with another vocabulary."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode("utf-8"))
-    return digest.hexdigest()[:16]
 
 
 class Encoder(ABC):
@@ -33,10 +24,12 @@ class Encoder(ABC):
 
     backend: str = "abstract"
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, model_name: str) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, model_name: str,
+                 similarity: Similarity = "dot") -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.model_name = model_name
+        self.similarity = similarity
         self._id_to_token: list[str] | None = None
 
     @property
@@ -90,56 +83,10 @@ class Encoder(ABC):
                                  return_tensors="np", return_token_type_ids=False)
             ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
             dense = self._encode_batch(ids, mask)
+            if self.similarity == "cosine":  # the model was trained to score by cosine: serve unit vectors
+                dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
             parts.append(SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold))
         merged = SparseBatch.concat(parts)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return merged.select(inverse)
-
-
-class TorchEncoder(Encoder):
-    """PyTorch eager backend over a `SpladeModel` checkpoint."""
-
-    backend = "torch"
-
-    def __init__(self, model_dir: str | Path, device: str | None = None,
-                 max_length: int | None = None) -> None:
-        from splade.modeling import SpladeModel, model_identity
-
-        model = SpladeModel.from_pretrained(model_dir)
-        super().__init__(model.tokenizer, max_length or model.max_length, model_identity(model_dir))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-
-    @property
-    def vocab_size(self) -> int:
-        return self.model.vocab_size
-
-    @property
-    def device_description(self) -> str:
-        return f"torch ({self.device})"
-
-    @torch.inference_mode()
-    def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        ids = torch.from_numpy(input_ids).to(self.device)
-        mask = torch.from_numpy(attention_mask).to(self.device)
-        return self.model(ids, mask).float().cpu().numpy()
-
-
-def load_encoder(path: str | Path, backend: str = "auto", device: str | None = None,
-                 max_length: int | None = None) -> Encoder:
-    """Load an encoder from a checkpoint folder (torch) or an exported ONNX folder (onnx).
-
-    `backend="auto"` picks ONNX Runtime when the folder holds `model.onnx` (or `path` is a `.onnx`
-    file), PyTorch otherwise. The ONNX backend runs fp16 on a GPU when exported (see `OnnxEncoder`).
-    """
-    path = Path(path)
-    if backend == "auto":
-        backend = "onnx" if path.suffix == ".onnx" or (path / "model.onnx").is_file() else "torch"
-    if backend == "torch":
-        return TorchEncoder(path, device=device, max_length=max_length)
-    if backend == "onnx":
-        from splade.export.onnx_encoder import OnnxEncoder
-
-        return OnnxEncoder(path, device=device, max_length=max_length)
-    raise at_option("--backend", f"unknown encoder backend {backend!r} (choose auto, torch or onnx)")

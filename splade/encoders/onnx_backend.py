@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,11 +9,10 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
-from splade.encoding import Encoder
+from splade.encoders.base import Encoder
+from splade.encoders.providers import ProviderSpec, provider_names, select_providers, uses_gpu
 from splade.errors import SpladeError, at_option
-from splade.export.providers import ProviderSpec, provider_names, select_providers, uses_gpu
-
-VARIANTS = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+from splade.model.artifact import ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME, ONNX_VARIANT_FILES, SpladeArtifact
 
 
 def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: int | None = None):
@@ -32,10 +30,11 @@ def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: i
 def pick_variant(folder: Path, variant: str, gpu: bool) -> Path:
     """`auto`: fp16 on a GPU when exported, fp32 otherwise; int8 only when asked for."""
     if variant == "auto":
-        variant = "fp16" if gpu and (folder / VARIANTS["fp16"]).is_file() else "fp32"
-    if variant not in VARIANTS:
-        raise at_option("--variant", f"unknown variant {variant!r} (choose auto, {', '.join(VARIANTS)})")
-    path = folder / VARIANTS[variant]
+        variant = "fp16" if gpu and (folder / ONNX_VARIANT_FILES["fp16"]).is_file() else "fp32"
+    if variant not in ONNX_VARIANT_FILES:
+        choices = ", ".join(ONNX_VARIANT_FILES)
+        raise at_option("--variant", f"unknown variant {variant!r} (choose auto, {choices})")
+    path = folder / ONNX_VARIANT_FILES[variant]
     if not path.is_file():
         raise SpladeError(f"{path}: not found (export with --{variant} to create it)")
     return path
@@ -58,11 +57,10 @@ class OnnxEncoder(Encoder):
                                   trt_cache_dir=folder / ".trt_cache")
         model_path = path if path.suffix == ".onnx" else pick_variant(folder, variant, uses_gpu(
             provider_names(wanted)))
-        config_path = folder / "splade_config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        artifact = SpladeArtifact.read(folder) or SpladeArtifact()
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model_id = str(config.get("model_id") or folder)  # the source checkpoint's identity (see export)
-        super().__init__(tokenizer, max_length or int(config.get("max_length", 128)), model_id)
+        model_id = artifact.model_id or str(folder)  # the source checkpoint's identity (see export)
+        super().__init__(tokenizer, max_length or artifact.max_length, model_id, artifact.similarity)
         self.model_path = model_path
         self.session = make_session(model_path, wanted, threads or _default_threads())
         self.providers: list[str] = self.session.get_providers()
@@ -83,17 +81,18 @@ class OnnxEncoder(Encoder):
     def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.use_io_binding:
             return self._run_bound(input_ids, attention_mask)
-        return self.session.run(["output"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        feeds = dict(zip(ONNX_INPUT_NAMES, (input_ids, attention_mask), strict=True))
+        return self.session.run([ONNX_OUTPUT_NAME], feeds)[0]
 
     def _run_bound(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """GPU path: inputs copied to the device once, output allocated there, one copy back."""
         import onnxruntime as ort
 
         binding = self.session.io_binding()
-        for name, array in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+        for name, array in zip(ONNX_INPUT_NAMES, (input_ids, attention_mask), strict=True):
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", self._device_id)
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output("output", "cuda", self._device_id)
+        binding.bind_output(ONNX_OUTPUT_NAME, "cuda", self._device_id)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

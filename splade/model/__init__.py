@@ -1,0 +1,25 @@
+"""The core every stage imports: the SPLADE representation, its pooling variants and its saved form."""
+
+from splade.model.artifact import (
+    ONNX_INPUT_NAMES,
+    ONNX_OUTPUT_NAME,
+    ONNX_VARIANT_FILES,
+    SPLADE_CONFIG_NAME,
+    SpladeArtifact,
+    model_identity,
+    vocabulary_hash,
+)
+from splade.model.representation import ExportGraph, SpladeModel, bag_of_tokens
+
+__all__ = [
+    "ExportGraph",
+    "ONNX_INPUT_NAMES",
+    "ONNX_OUTPUT_NAME",
+    "ONNX_VARIANT_FILES",
+    "SPLADE_CONFIG_NAME",
+    "SpladeArtifact",
+    "SpladeModel",
+    "bag_of_tokens",
+    "model_identity",
+    "vocabulary_hash",
+]

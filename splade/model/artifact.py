@@ -1,0 +1,98 @@
+"""The saved form of a SPLADE model, in one place: file names, ONNX tensor names and `splade_config.json`.
+
+A trained folder is a Hugging Face masked-LM folder (`save_pretrained`) plus `splade_config.json`, which
+says how to turn the backbone's logits into the served vector: pooling, activation, max length,
+whether terms may expand beyond the text's own tokens, and the score the model was trained for.
+An ONNX export holds the graph files, the tokenizer and the same `splade_config.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from splade.atomic import write_json
+from splade.errors import SpladeError
+
+SPLADE_CONFIG_NAME = "splade_config.json"
+ONNX_INPUT_NAMES = ("input_ids", "attention_mask")
+ONNX_OUTPUT_NAME = "output"
+ONNX_VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+Similarity = Literal["dot", "cosine"]
+
+
+@dataclass
+class SpladeArtifact:
+    """The contents of `splade_config.json`."""
+
+    model_id: str | None = None
+    max_length: int = 128
+    use_expansion: bool = True  # false: a text activates only its own tokens
+    similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
+    vocab_size: int | None = None
+    vocab_hash: str | None = None
+    special_token_ids: list[int] = field(default_factory=list)
+    pooling: str = "max"
+    activation: str = "log1p_relu"
+    format: str = "splade"
+    onnx: dict[str, Any] | None = None
+
+    @classmethod
+    def read(cls, folder: str | Path) -> SpladeArtifact | None:
+        """The folder's `splade_config.json`, or None when it has none."""
+        path = Path(folder) / SPLADE_CONFIG_NAME
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpladeError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise SpladeError(f"{path}: expected a JSON object")
+        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        artifact = cls(**known)
+        if artifact.similarity not in ("dot", "cosine"):
+            raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
+        return artifact
+
+    def write(self, folder: str | Path) -> None:
+        fields = {name: value for name, value in asdict(self).items() if value is not None}
+        write_json(Path(folder) / SPLADE_CONFIG_NAME, fields)
+
+
+def weights_fingerprint(directory: str | Path) -> str:
+    """A quick fingerprint of a checkpoint's weight files (names, sizes, first and last MiB)."""
+    digest = hashlib.sha256()
+    files = sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin"))
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+def model_identity(name_or_path: str | Path) -> str:
+    """What an index records as "the model": the same for a checkpoint and its ONNX export.
+
+    `splade_config.json`'s `model_id` when present, else a weights fingerprint; a hub id is its own name.
+    """
+    directory = Path(name_or_path)
+    if not directory.is_dir():
+        return str(name_or_path)
+    artifact = SpladeArtifact.read(directory)
+    if artifact is not None and artifact.model_id:
+        return artifact.model_id
+    return f"{directory.resolve().name}@{weights_fingerprint(directory)}"
+
+
+def vocabulary_hash(tokenizer: Any) -> str:
+    """A short hash of the vocabulary: indexes refuse queries encoded with another vocabulary."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode("utf-8"))
+    return digest.hexdigest()[:16]

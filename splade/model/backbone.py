@@ -1,0 +1,105 @@
+"""Loading a masked-LM backbone for SPLADE: any Hugging Face MLM (BERT, XLM-R, ModernBERT, ...).
+
+A backbone saved without an MLM head (an encoder such as multilingual-e5) gets one whose decoder is
+tied to the input embeddings and whose transform starts as the identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import logging as hf_logging
+
+from splade.errors import SpladeError
+
+log = logging.getLogger(__name__)
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout", "mlp_dropout",
+                "attention_dropout")
+HEAD_TRANSFORMS = ("transform.dense", "head.dense")  # BERT; XLM-R (`lm_head.dense`) and ModernBERT
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of every special token (CLS, SEP, PAD, MASK, UNK, ...): these are never active."""
+    ids = set(tokenizer.all_special_ids)
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
+    """Start a freshly built MLM transform as identity, so the tied decoder first sees raw hidden states."""
+    names = (key.removesuffix(".weight").removesuffix(".bias") for key in missing)
+    if not any(name.endswith(HEAD_TRANSFORMS) for name in names):
+        return
+    for name, module in mlm.named_modules():
+        if name.endswith(HEAD_TRANSFORMS) and isinstance(module, nn.Linear):
+            with torch.no_grad():
+                if module.weight.shape[0] == module.weight.shape[1]:
+                    module.weight.copy_(torch.eye(module.weight.shape[0]))
+                if module.bias is not None:
+                    module.bias.zero_()
+    log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
+
+
+def load_backbone(
+    name_or_path: str | Path, dropout: float | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """The masked LM and its tokenizer, by hub id or path."""
+    name = str(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise SpladeError(f"model {name!r}: cannot load config/tokenizer ({exc})") from exc
+    if dropout is not None:
+        for key in DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, dropout)
+    config.tie_word_embeddings = True
+    hf_logging.set_verbosity_error()  # a backbone without an MLM head is expected, not an error
+    mlm, info = AutoModelForMaskedLM.from_pretrained(
+        name, config=config, dtype=dtype, output_loading_info=True
+    )
+    _init_missing_head(mlm, list(info.get("missing_keys", [])))
+    return mlm, tokenizer
+
+
+def _parent_of(root: nn.Module, target: nn.Module) -> tuple[nn.Module, str] | None:
+    for module in root.modules():
+        for child_name, child in module.named_children():
+            if child is target:
+                return module, child_name
+    return None
+
+
+def detach_decoder(mlm: nn.Module) -> nn.Linear | None:
+    """Take the vocabulary projection out of the MLM (an identity stands in its place) and return it, so
+    the MLM returns the head's hidden states and SPLADE pools the projection itself. None (and the MLM
+    left whole) when the projection is not a `Linear` over the last axis."""
+    decoder = mlm.get_output_embeddings()
+    found = _parent_of(mlm, decoder) if isinstance(decoder, nn.Linear) else None
+    if found is None:
+        return None
+    parent, name = found
+    setattr(parent, name, nn.Identity())
+    mlm._splade_decoder_slot = (parent, name)  # noqa: SLF001 - where `attached_decoder` puts it back
+    return decoder
+
+
+@contextlib.contextmanager
+def attached_decoder(mlm: nn.Module, decoder: nn.Linear | None) -> Iterator[nn.Module]:
+    """The MLM with its vocabulary projection back in place (for saving it as a Hugging Face model)."""
+    slot = getattr(mlm, "_splade_decoder_slot", None)
+    if decoder is None or slot is None:
+        yield mlm
+        return
+    parent, name = slot
+    setattr(parent, name, decoder)
+    try:
+        yield mlm
+    finally:
+        setattr(parent, name, nn.Identity())

@@ -1,0 +1,142 @@
+"""The SPLADE representation: `max_i log(1 + ReLU(W h_i + b))` over a text's kept positions, `[batch, vocab]`.
+
+`SpladeModel` is the one implementation every stage uses: training (with the pooling variant that is
+fastest on its device), the PyTorch encoder, and the ONNX and TorchScript exports (`pooling="export"`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+from splade.model.artifact import Similarity, SpladeArtifact, vocabulary_hash, weights_fingerprint
+from splade.model.backbone import attached_decoder, detach_decoder, load_backbone, special_token_ids
+from splade.model.pooling import POOL_FUNCTIONS, plain_pool
+
+
+def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, width: int) -> Tensor:
+    """`[batch, width]` 0/1 indicator of the token ids each text contains.
+
+    A plain scatter (it exports to ONNX as ScatterElements): every kept position of one id writes 1;
+    padded positions write 0, but only at the padding id, which is a special token and never active.
+    """
+    bag = torch.zeros(input_ids.shape[0], width, device=input_ids.device, dtype=torch.float32)
+    return bag.scatter(1, input_ids, attention_mask.to(bag.dtype))
+
+
+class SpladeModel(nn.Module):
+    """An MLM backbone whose vocabulary projection is max-pooled over positions and activated."""
+
+    def __init__(
+        self,
+        mlm: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        use_expansion: bool = True,
+        similarity: Similarity = "dot",
+    ) -> None:
+        super().__init__()
+        width = int(mlm.get_output_embeddings().weight.shape[0])
+        self.mlm = mlm
+        self.decoder = detach_decoder(mlm)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.use_expansion = use_expansion
+        self.similarity = similarity
+        keep = torch.ones(width)
+        keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
+        keep[len(tokenizer):] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
+        self.register_buffer("vocab_keep", keep, persistent=False)
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the representation (the output layer, which may exceed the tokenizer)."""
+        return int(self.vocab_keep.shape[0])
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
+        """`[batch, vocab]` non-negative term weights; `pooling` picks the implementation (same values)."""
+        hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+        if self.decoder is None:  # a head we cannot split: `hidden` are the logits
+            pooled = plain_pool(hidden, attention_mask, None, None)
+        else:
+            pooled = POOL_FUNCTIONS[pooling](hidden, attention_mask, self.decoder.weight, self.decoder.bias)
+        # log(1 + ReLU) is monotone, so it commutes with the max: applied to [batch, vocab] only
+        reps = torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(pooled.dtype)
+        if not self.use_expansion:
+            reps = reps * bag_of_tokens(input_ids, attention_mask, self.vocab_size).to(reps.dtype)
+        return reps
+
+    def term_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """`[batch, seq, vocab]` MLM logits (for inspection and tests; the forward never builds them)."""
+        hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+        return hidden if self.decoder is None else self.decoder(hidden)
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, Tensor]:
+        """Tokenize texts into padded `input_ids` / `attention_mask` tensors."""
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], max_length: int | None = None) -> Tensor:
+        """Dense `[batch, vocab]` representation of `texts` (inference helper)."""
+        batch = self.tokenize(texts, max_length)
+        device = self.vocab_keep.device
+        return self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        max_length: int = 128,
+        dropout: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> SpladeModel:
+        """Load any masked-LM backbone by hub id or path; a SPLADE folder's `splade_config.json` sets the
+        max length, expansion and similarity it was trained with."""
+        mlm, tokenizer = load_backbone(name_or_path, dropout=dropout, dtype=dtype)
+        artifact = SpladeArtifact.read(name_or_path) if Path(name_or_path).is_dir() else None
+        if artifact is None:
+            return cls(mlm, tokenizer, max_length=max_length)
+        return cls(mlm, tokenizer, max_length=artifact.max_length, use_expansion=artifact.use_expansion,
+                   similarity=artifact.similarity)
+
+    def artifact(self, model_id: str | None = None) -> SpladeArtifact:
+        """This model's `splade_config.json`."""
+        return SpladeArtifact(
+            model_id=model_id,
+            max_length=self.max_length,
+            use_expansion=self.use_expansion,
+            similarity=self.similarity,
+            vocab_size=self.vocab_size,
+            vocab_hash=vocabulary_hash(self.tokenizer),
+            special_token_ids=special_token_ids(self.tokenizer),
+        )
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Save backbone, tokenizer and `splade_config.json` so any stage can load it by path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with attached_decoder(self.mlm, self.decoder) as mlm:
+            mlm.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        self.artifact(f"splade-{weights_fingerprint(directory)}").write(directory)
+
+
+class ExportGraph(nn.Module):
+    """`SpladeModel` with the export pooling as its forward: the module ONNX and TorchScript trace."""
+
+    def __init__(self, model: SpladeModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.model(input_ids, attention_mask, pooling="export")
