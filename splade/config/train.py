@@ -1,6 +1,6 @@
-"""Training configuration: typed pydantic models of the YAML file, plus dotted `key=value` overrides.
+"""The training configuration: typed pydantic models of `configs/train_*.yaml`.
 
-The guide's numbers live in `configs/train_*.yaml` only; fields here carry no guide value as default
+The guide's numbers live in the YAML files only; fields here carry no guide value as default
 (a default exists only where the neutral choice is obvious: off, none, 0, 1).
 """
 
@@ -10,20 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from splade.errors import SpladeError
-from splade.fileio import read_yaml_mapping
+from splade.config.loading import StrictModel, load_yaml_model, validate
 
 
-class _Strict(BaseModel):
-    """Unknown keys are an error; NaN/inf floats are rejected; values are validated on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """The backbone: any Hugging Face masked-LM by hub id or local path."""
 
     name: str
@@ -32,7 +24,7 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Triplet JSONL files (`query, positive, negative, pair_type, difficulty`) and batching."""
 
     train_files: list[Path] = Field(min_length=1)
@@ -43,7 +35,7 @@ class DataConfig(_Strict):
     epoch_size: int | None = Field(default=None, gt=0)  # samples drawn per epoch (default: dataset size)
 
 
-class TeacherConfig(_Strict):
+class TeacherConfig(StrictModel):
     """A dense sentence-transformers teacher for knowledge distillation."""
 
     name: str
@@ -54,7 +46,7 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(default=64, gt=0)
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictModel):
     """The six components of the guide's section 3 (plus optional distillation), each with its lambda."""
 
     lambda_infonce: float = Field(ge=0.0)
@@ -82,7 +74,7 @@ class LossConfig(_Strict):
         return self
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     """Optimizer, schedule and loop settings."""
 
     learning_rate: float = Field(gt=0.0)
@@ -109,7 +101,7 @@ class TrainingConfig(_Strict):
         return "no" if value in (False, None, "none", "off") else value  # YAML reads `no` as false
 
 
-class FocusConfig(_Strict):
+class FocusConfig(StrictModel):
     """Data focus of a phase: draw the named fractions of one field's values, the rest from the others.
 
     `fractions: balanced` draws every value of the field equally often (the guide's "33% each type").
@@ -129,7 +121,7 @@ class FocusConfig(_Strict):
         return value
 
 
-class PhaseConfig(_Strict):
+class PhaseConfig(StrictModel):
     """One curriculum phase (epochs are 1-based and inclusive)."""
 
     start_epoch: int = Field(gt=0)
@@ -147,14 +139,14 @@ class PhaseConfig(_Strict):
         return self
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     """Where checkpoints, `best_model/`, `training_history.json` and `tensorboard/` go."""
 
     dir: Path
     tensorboard: bool = True
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """The whole training configuration (one YAML file)."""
 
     version: str | None = None
@@ -185,71 +177,11 @@ class TrainConfig(_Strict):
         return self
 
 
-def _parse_value(text: str) -> Any:
-    """A command-line value: YAML scalar/list syntax (`1e-5`, `true`, `[a.jsonl, b.jsonl]`, `null`)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):  # YAML 1.1 reads "1e-5" as a string; accept it as a number
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set `a.b.c=value` in the raw mapping (list items by index: `curriculum_phases.0.temperature`)."""
-    if "=" not in override:
-        raise SpladeError(f"--set {override!r}: expected key=value, e.g. training.learning_rate=1e-5")
-    key, _, text = override.partition("=")
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise SpladeError(f"--set {override!r}: empty key")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise SpladeError(f"--set {key}: {where} is not a valid list index")
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-            if node is None:
-                node = {}
-        else:
-            raise SpladeError(f"--set {key}: {where} is not a section")
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise SpladeError(f"--set {key}: {last} is not a valid list index")
-        node[int(last)] = _parse_value(text)
-    elif isinstance(node, dict):
-        node[last] = _parse_value(text)
-    else:
-        raise SpladeError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
-
-
-def _format_error(path: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {key}: {first['msg']}{more}"
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     """Validate a raw mapping; errors name the source and the offending key."""
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise SpladeError(_format_error(source, exc)) from None
+    return validate(TrainConfig, raw, source)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config, apply `key=value` overrides and validate it into a `TrainConfig`."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
-    for override in overrides:
-        apply_override(raw, override)
-    return config_from_dict(raw, str(path))
+    return load_yaml_model(TrainConfig, path, overrides)
