@@ -10,7 +10,7 @@ import pytest
 
 from splade.config import FocusConfig, load_config
 from splade.trainer.curriculum import Curriculum
-from splade.trainer.loop import cosine_with_warmup, flops_scale
+from splade.trainer.schedule import cosine_with_warmup, flops_scale
 from splade.trainer.sampler import epoch_indices, group_fractions
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

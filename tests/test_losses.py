@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from splade.config import load_config
+from splade.model import bag_of_tokens
+from splade.model.tokenization import TextTokenizer
+from splade.trainer.batches import tokenize_table
 from splade.trainer.idf import corpus_texts, document_frequencies, idf_penalty_weights, smooth_idf
 from splade.trainer.losses import (
+    LossWeights,
     SpladeLoss,
-    bag_of_tokens,
     distillation_loss,
     flops_loss,
     infonce_loss,
@@ -47,10 +51,15 @@ def test_token_activation_is_minus_mean_over_the_input_tokens_without_specials()
     ids = torch.tensor([[0, 3, 5, 5, 1], [0, 4, 1, 2, 2]])  # 0=CLS 1=SEP 2=PAD are special
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     keep = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
-    bag = bag_of_tokens(ids, mask, keep)
+    bag = bag_of_tokens(ids, mask, 6) * keep
     assert bag.tolist() == [[0, 0, 0, 1, 0, 1], [0, 0, 0, 0, 1, 0]]
     q = torch.tensor([[9.0, 9.0, 9.0, 2.0, 7.0, 4.0], [9.0, 9.0, 9.0, 1.0, 3.0, 5.0]])
     assert token_activation_loss(q, bag).item() == pytest.approx(-(2.0 + 4.0 + 3.0) / 3)
+    # with a target the term is bounded: weights at or above it cost nothing and get no gradient
+    assert token_activation_loss(q, bag, target=3.0).item() == pytest.approx((1.0 + 0.0 + 0.0) / 3)
+    high = torch.full_like(q, 5.0, requires_grad=True)
+    token_activation_loss(high, bag, target=3.0).backward()
+    assert high.grad.abs().sum() == 0
 
 
 def test_triplet_margin_on_cosine() -> None:
@@ -91,10 +100,11 @@ def test_splade_loss_is_the_weighted_sum_and_has_gradients() -> None:
     q, p, n = reps[:2], reps[2:4], reps[4:]
     bags = (torch.rand(4, 20) > 0.7).float()
     loss = SpladeLoss(cfg)
-    out = loss(q, p, n, bags[:2], bags[2:], temperature=0.05, lambda_infonce=1.5, flops_scale=0.25)
+    weights = LossWeights(temperature=0.05, infonce=1.5, self=4.0, positive=10.0, margin=2.5,
+                          flops=0.005 * 0.25, flops_doc=0.001, min_act=1.0)
+    out = loss(q, p, n, bags[:2], bags[2:], weights)
     assert set(out.components) == {"infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act"}
-    assert out.weights["infonce"] == 1.5 and out.weights["flops"] == pytest.approx(0.005 * 0.25)
-    expected = sum(out.weights[k] * v for k, v in out.components.items())
+    expected = sum(weights.of(k) * v for k, v in out.components.items())
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert out.components["self"].item() == pytest.approx(
         -(q * bags[:2]).sum().item() / bags[:2].sum().item()
@@ -108,26 +118,37 @@ def test_kd_component_only_with_teacher_scores() -> None:
     reps = torch.rand(6, 10)
     bags = torch.ones(4, 10)
     teacher = torch.rand(2, 4)
-    out = SpladeLoss(cfg)(
-        reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], 0.05, 2.5, teacher_scores=teacher
-    )
-    assert "kd" in out.components and out.weights["kd"] == cfg.lambda_kd
-    assert (
-        "kd" not in SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], 0.05, 2.5).components
-    )
+    weights = LossWeights(0.05, 2.5, 1.0, 3.0, 0.0, 0.003, 0.003, 1.0, kd=cfg.lambda_kd)
+    out = SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights, teacher_scores=teacher)
+    assert "kd" in out.components
+    assert "kd" not in SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights).components
+
+
+def test_false_negatives_leave_the_infonce_denominator() -> None:
+    """A document that also answers the query is not scored as its negative; the label never is masked."""
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    docs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # both positives are one text
+    plain = infonce_loss(q, docs, 1.0, "dot")
+    mask = torch.tensor([[False, True, False, False], [True, False, False, False]])
+    masked = infonce_loss(q, docs, 1.0, "dot", mask)
+    expected = -torch.log(torch.exp(torch.tensor(1.0)) / (math.e + 2.0))
+    assert masked.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert plain.item() > masked.item()
 
 
 def test_idf_penalty_falls_as_idf_rises(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    texts = ["당뇨병 치료", "당뇨병 예방", "당뇨병 관리", "coffee"]
-    df = document_frequencies(texts, tok, len(tok))
+    texts = ["당뇨병 치료", "당뇨병 예방 당뇨병", "당뇨병 관리", "coffee"]
+    table = tokenize_table(texts, TextTokenizer(tok), 16)
+    df = document_frequencies(table, np.arange(len(texts)), len(tok))
     common = tok.convert_tokens_to_ids(tok.tokenize("당뇨병"))[0]
-    assert df[common] == 3
+    assert df[common] == 3  # a text counts once however often it repeats the token
+    assert df[common] == document_frequencies(table, np.array([0, 1, 2]), len(tok))[common]
     idf = smooth_idf(df, len(texts))
     assert idf.min() >= 1.0
-    weights = idf_penalty_weights(texts, tok, len(tok))
+    weights = idf_penalty_weights(df, len(texts))
     rare = tok.convert_tokens_to_ids(tok.tokenize("coffee"))[0]
     assert weights[common] > weights[rare] >= 1.0
     assert weights.min().item() == pytest.approx(1.0)  # unseen tokens pay the uniform penalty

@@ -3,6 +3,7 @@
 from splade.config.loading import StrictModel, apply_override, load_yaml_model, validate
 from splade.config.train import (
     DataConfig,
+    DevConfig,
     FocusConfig,
     LossConfig,
     ModelConfig,
@@ -17,6 +18,7 @@ from splade.config.train import (
 
 __all__ = [
     "DataConfig",
+    "DevConfig",
     "FocusConfig",
     "LossConfig",
     "ModelConfig",

@@ -20,7 +20,7 @@ class ModelConfig(StrictModel):
 
     name: str
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
-    use_expansion: bool = True  # false: a text may only activate its own tokens (no expansion)
+    use_expansion: bool = True  # false: a text may only activate its own tokens (no expansion); saved
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
@@ -33,6 +33,16 @@ class DataConfig(StrictModel):
     batch_size: int = Field(gt=0)
     skip_invalid: bool = False  # true: skip malformed lines and count them instead of stopping
     epoch_size: int | None = Field(default=None, gt=0)  # samples drawn per epoch (default: dataset size)
+    # at most this many triplets of a `source` value in the training pool (a fixed, seeded subset)
+    source_caps: dict[str, int] = Field(default_factory=dict)
+    cache_dir: Path | None = None  # token ids, IDF and teacher embeddings (default: beside the training file)
+
+    @field_validator("source_caps")
+    @classmethod
+    def _positive_caps(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(cap <= 0 for cap in value.values()):
+            raise ValueError("caps must be > 0")
+        return value
 
 
 class TeacherConfig(StrictModel):
@@ -44,6 +54,10 @@ class TeacherConfig(StrictModel):
     max_length: int = Field(default=256, gt=1)
     temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature on the normalised scores
     batch_size: int = Field(default=64, gt=0)
+    # all: embed every training text once before the first step (a GPU's choice); lazy: embed each batch's
+    # new texts as they come (a CPU's choice, for short runs); auto: all on a GPU, lazy otherwise.
+    # Either way the embeddings are cached on disk and reused by epochs, resumes and reruns.
+    precompute: Literal["auto", "all", "lazy"] = "auto"
 
 
 class LossConfig(StrictModel):
@@ -59,13 +73,19 @@ class LossConfig(StrictModel):
     temperature: float = Field(gt=0.0)  # used where a curriculum phase does not set one
     min_act_k: int = Field(gt=0)
     min_act_threshold: float
-    similarity: Literal["cosine", "dot"]
+    similarity: Literal["cosine", "dot"]  # what training scores; saved with the model, served the same way
     lambda_flops_doc: float = Field(default=0.0, ge=0.0)  # FLOPS on documents (the guide: queries only)
     flops_warmup_steps: int = Field(default=0, ge=0)  # quadratic lambda warm-up (SPLADE paper); 0 = off
     use_idf_weighting: bool = False
     idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
     lambda_kd: float = Field(default=0.0, ge=0.0)
     teacher: TeacherConfig | None = None
+    # self-reconstruction and positive activation push a term's weight up to this target and no further
+    # (`mean(relu(target - w))`); null: the guide's unbounded `-mean(w)`
+    activation_target: float | None = Field(default=None, gt=0.0)
+    # in-batch documents that are positives of the query too (a repeated query or positive text in the
+    # batch) are left out of its InfoNCE denominator instead of counting as negatives
+    mask_false_negatives: bool = True
 
     @model_validator(mode="after")
     def _teacher_when_kd(self) -> LossConfig:
@@ -93,7 +113,13 @@ class TrainingConfig(StrictModel):
     early_stopping_min_delta: float = Field(default=0.0, ge=0.0)
     max_steps: int | None = Field(default=None, gt=0)  # stop after this many optimizer steps
     num_threads: int | None = Field(default=None, gt=0)  # CPU threads for torch (default: torch's choice)
-    fused_pooling: bool = True  # vocabulary projection fused with max-pooling (same values, less work)
+    # the max-pooled vocabulary projection's implementation (same values, see splade.model.pooling);
+    # auto: the fastest measured for the device
+    pooling: Literal["auto", "plain", "dense", "sparse"] = "auto"
+    compile: bool = False  # torch.compile the backbone (pays on a GPU for long runs)
+    # phase: linear warm-up, then each curriculum phase at learning_rate x its lr_multiplier;
+    # cosine: one cosine decay over the whole run, times the phase's multiplier
+    lr_schedule: Literal["phase", "cosine"] = "phase"
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -139,6 +165,19 @@ class PhaseConfig(StrictModel):
         return self
 
 
+class DevConfig(StrictModel):
+    """Retrieval on held-out BEIR sets during training: selects the best model and drives early stopping."""
+
+    sets: list[Path] = Field(default_factory=list)  # BEIR folders; each scored against its own corpus
+    split: str = "dev"
+    metric: Literal["ndcg@10", "mrr@10", "recall@100"] = "ndcg@10"
+    every_steps: int | None = Field(default=None, gt=0)  # null: at the end of every epoch
+    max_queries: int | None = Field(default=200, gt=0)  # a fixed, seeded sample per set
+    # judged documents of the sampled queries plus seeded distractors up to this many (null: whole corpus)
+    max_documents: int | None = Field(default=5000, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+
 class OutputConfig(StrictModel):
     """Where checkpoints, `best_model/`, `training_history.json` and `tensorboard/` go."""
 
@@ -155,6 +194,7 @@ class TrainConfig(StrictModel):
     loss: LossConfig
     training: TrainingConfig
     curriculum_phases: list[PhaseConfig] = Field(default_factory=list)
+    dev: DevConfig = Field(default_factory=DevConfig)
     output: OutputConfig
 
     @model_validator(mode="after")

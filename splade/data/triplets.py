@@ -1,8 +1,7 @@
-"""Training triplets from JSONL: `query, positive, negative` (+ optional `pair_type`, `difficulty`).
+"""Training triplets from JSONL: `query, positive, negative` (+ optional `pair_type`, `difficulty`, `source`).
 
 A malformed line, a missing field or an empty text stops with an error naming file and line, or, with
-`skip_invalid`, is skipped and counted. The collator tokenizes query, positive and negative of a batch in
-ONE call padded to one length, so the model encodes the whole batch in a single forward pass.
+`skip_invalid`, is skipped and counted.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from splade.errors import SpladeError, at_line
 from splade.fileio import decode_line, iter_raw_lines, parse_json_object
@@ -30,6 +27,7 @@ class Triplet:
     negative: str
     pair_type: str = UNKNOWN
     difficulty: str = UNKNOWN
+    source: str = UNKNOWN
 
 
 @dataclass
@@ -47,7 +45,7 @@ class TripletDataset:
         return self.triplets[index]
 
     def values(self, name: str) -> list[str]:
-        """The `pair_type` or `difficulty` of every triplet, in order."""
+        """The `pair_type`, `difficulty` or `source` of every triplet, in order."""
         return [getattr(t, name) for t in self.triplets]
 
     def distribution(self, name: str) -> dict[str, int]:
@@ -71,7 +69,7 @@ def _parse_line(path: Path, number: int, line: str) -> Triplet:
             raise at_line(path, number, f"field {name!r} is empty")
         texts[name] = value
     extra = {}
-    for name in ("pair_type", "difficulty"):
+    for name in ("pair_type", "difficulty", "source"):
         value = record.get(name)
         if value is not None and not isinstance(value, str):
             raise at_line(path, number, f"field {name!r} must be a string")
@@ -102,23 +100,3 @@ def load_triplets(paths: Sequence[str | Path], skip_invalid: bool = False) -> Tr
     if not triplets:
         raise SpladeError(f"{', '.join(str(p) for p in paths)}: no valid triplets")
     return TripletDataset(triplets, skipped, examples)
-
-
-class TripletCollator:
-    """Tokenize a batch of triplets as one `[3 * batch, seq]` tensor: queries, then positives, negatives."""
-
-    def __init__(self, tokenizer, max_length: int) -> None:  # noqa: ANN001 - any HF tokenizer
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, batch: Sequence[Triplet]) -> dict[str, torch.Tensor]:
-        texts = [t.query for t in batch] + [t.positive for t in batch] + [t.negative for t in batch]
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-            return_token_type_ids=False,
-        )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}

@@ -19,8 +19,13 @@ from transformers import logging as hf_logging
 from splade.errors import SpladeError
 
 log = logging.getLogger(__name__)
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout", "mlp_dropout",
-                "attention_dropout")
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "embedding_dropout",
+    "mlp_dropout",
+    "attention_dropout",
+)
 HEAD_TRANSFORMS = ("transform.dense", "head.dense")  # BERT; XLM-R (`lm_head.dense`) and ModernBERT
 
 

@@ -41,15 +41,20 @@ def _block(elements: int, rows: int) -> int:
 
 def plain_pool(hidden: Tensor, mask: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """The reference: full logits, masked, max over positions. `weight=None`: `hidden` are the logits."""
-    logits = hidden if weight is None else torch.nn.functional.linear(hidden, weight.to(hidden.dtype),
-                                                                       None if bias is None else bias.to(
-                                                                           hidden.dtype))
+    logits = (
+        hidden
+        if weight is None
+        else torch.nn.functional.linear(
+            hidden, weight.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype)
+        )
+    )
     masked = logits.masked_fill(mask.unsqueeze(-1) == 0, torch.finfo(logits.dtype).min)
     return masked.max(dim=1).values
 
 
-def _max_by_vocab_blocks(hidden: Tensor, mask: Tensor, weight: Tensor,
-                         bias: Tensor | None) -> tuple[Tensor, Tensor]:
+def _max_by_vocab_blocks(
+    hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Whole-batch vocabulary blocks: maxima and argmax positions, `[batch, vocab]` each."""
     batch, seq, _ = hidden.shape
     block = _block(DENSE_BLOCK_ELEMENTS, batch * seq)

@@ -48,7 +48,7 @@ class SpladeModel(nn.Module):
         self.similarity = similarity
         keep = torch.ones(width)
         keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
-        keep[len(tokenizer):] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
+        keep[len(tokenizer) :] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
         self.register_buffer("vocab_keep", keep, persistent=False)
 
     @property
@@ -106,8 +106,13 @@ class SpladeModel(nn.Module):
         artifact = SpladeArtifact.read(name_or_path) if Path(name_or_path).is_dir() else None
         if artifact is None:
             return cls(mlm, tokenizer, max_length=max_length)
-        return cls(mlm, tokenizer, max_length=artifact.max_length, use_expansion=artifact.use_expansion,
-                   similarity=artifact.similarity)
+        return cls(
+            mlm,
+            tokenizer,
+            max_length=artifact.max_length,
+            use_expansion=artifact.use_expansion,
+            similarity=artifact.similarity,
+        )
 
     def artifact(self, model_id: str | None = None) -> SpladeArtifact:
         """This model's `splade_config.json`."""

@@ -37,9 +37,13 @@ class TrainerState:
     global_step: int = 0  # optimizer steps done
     epoch: int = 1  # current 1-based epoch
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
-    best_metric: float | None = None
+    best_metric: float | None = None  # the monitored value of the best evaluation (lower is better)
     best_epoch: int | None = None
-    bad_epochs: int = 0
+    best_step: int | None = None
+    best_phase: int | None = None
+    monitored: str | None = None  # dev/ndcg@10, val/mrr or train/loss
+    bad_epochs: int = 0  # evaluations since the best one (an evaluation per epoch unless dev.every_steps)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)  # the dev.every_steps evaluations
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums for the epoch's averages
     skipped_lines: int = 0

@@ -47,6 +47,3 @@ class Curriculum:
             lr_multiplier=phase.lr_multiplier,
             focus=phase.data_focus,
         )
-
-    def lr_multiplier(self, epoch: int) -> float:
-        return self.settings(epoch).lr_multiplier

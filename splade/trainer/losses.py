@@ -1,8 +1,9 @@
 """The six loss components of the guide's section 3 (plus knowledge distillation), each returned by name.
 
-All take `[batch, vocab]` SPLADE representations: `q` (anchor / query), `p` (positive), `n` (hard negative).
-`SpladeLoss` computes every component once per batch and weights it by its lambda; the per-component
-values are returned unweighted so each can be logged on its own.
+All take `[batch, vocab]` SPLADE representations: `q` (queries), `p` (positives), `n` (hard negatives).
+`SpladeLoss` computes every component once per batch and weighs it by the `LossWeights` the schedule
+gives for the step (it holds no lambda of its own); the components are returned unweighted so each can be
+logged on its own.
 """
 
 from __future__ import annotations
@@ -15,37 +16,34 @@ from torch import Tensor, nn
 
 from splade.config import LossConfig
 
-COMPONENTS = ("infonce", "self", "positive", "margin", "flops", "min_act", "kd")
+COMPONENTS = ("infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act", "kd")
 
 
 def similarity(a: Tensor, b: Tensor, kind: str) -> Tensor:
-    """`[len(a), len(b)]` pairwise scores: `cosine` or `dot`."""
+    """`[len(a), len(b)]` pairwise scores: `dot` (what an inverted index scores) or `cosine`."""
     if kind == "cosine":
         return F.normalize(a, dim=-1, eps=1e-8) @ F.normalize(b, dim=-1, eps=1e-8).T
     return a @ b.T
 
 
-def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, vocab_keep: Tensor) -> Tensor:
-    """`[batch, vocab]` 0/1 indicator of the (non-special) tokens each text contains."""
-    bag = torch.zeros(
-        input_ids.shape[0], vocab_keep.shape[0], device=input_ids.device, dtype=vocab_keep.dtype
-    )
-    bag.scatter_reduce_(1, input_ids, attention_mask.to(bag.dtype), reduce="amax")
-    return bag * vocab_keep
-
-
-def infonce_loss(q: Tensor, docs: Tensor, temperature: float, kind: str) -> Tensor:
-    """`-log(exp(sim(q,p+)/τ) / Σ exp(sim(q,d)/τ))`; `docs` = positives (row i belongs to query i) then
-    hard negatives, so every query sees its positive, all hard negatives and the other positives."""
-    scores = similarity(q, docs, kind) / temperature
+def infonce_loss(
+    q: Tensor, docs: Tensor, temperature: float, kind: str, false_negatives: Tensor | None = None
+) -> Tensor:
+    """`-log(exp(sim(q,p+)/τ) / Σ exp(sim(q,d)/τ))`; `docs` = positives (row i belongs to query i) then hard
+    negatives, so every query sees its positive, all hard negatives and the other positives.
+    `false_negatives` `[B, 2B]` marks documents that also answer the query; they leave the denominator."""
+    scores = similarity(q, docs, kind).float() / temperature
+    if false_negatives is not None:
+        scores = scores.masked_fill(false_negatives, float("-inf"))
     labels = torch.arange(q.shape[0], device=q.device)
-    return F.cross_entropy(scores.float(), labels)
+    return F.cross_entropy(scores, labels)
 
 
-def token_activation_loss(q: Tensor, bag: Tensor) -> Tensor:
-    """`-mean(q[token_ids])` over the tokens in `bag` (self-reconstruction with the query's own tokens,
-    positive activation with the positive's tokens)."""
-    return -(q * bag).sum() / bag.sum().clamp_min(1.0)
+def token_activation_loss(q: Tensor, bag: Tensor, target: float | None = None) -> Tensor:
+    """Mean over the tokens in `bag` of `-q` (the guide's self-reconstruction / positive activation), or,
+    with a `target`, of `relu(target - q)`: pushed up to the target weight and no further."""
+    gap = -q if target is None else torch.relu(target - q)
+    return (gap * bag).sum() / bag.sum().clamp_min(1.0)
 
 
 def triplet_margin_loss(q: Tensor, p: Tensor, n: Tensor, margin: float) -> Tensor:
@@ -79,18 +77,36 @@ def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0
     return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
 
 
+@dataclass(frozen=True)
+class LossWeights:
+    """The lambda of every component and the InfoNCE temperature for one step (from the schedule)."""
+
+    temperature: float
+    infonce: float
+    self: float
+    positive: float
+    margin: float
+    flops: float
+    flops_doc: float
+    min_act: float
+    kd: float = 0.0
+
+    def of(self, component: str) -> float:
+        return float(getattr(self, component))
+
+
 @dataclass
 class LossOutput:
-    """The weighted total and every component (unweighted, detached-friendly) by name."""
+    """The weighted total and every component (unweighted) by name."""
 
     total: Tensor
     components: dict[str, Tensor]
-    weights: dict[str, float]
+    weights: LossWeights
 
 
 class SpladeLoss(nn.Module):
-    """Weighted sum of InfoNCE, self-reconstruction, positive activation, triplet margin, FLOPS,
-    min-activation and (when `lambda_kd > 0`) distillation."""
+    """Weighted sum of InfoNCE, self-reconstruction, positive activation, triplet margin, query and document
+    FLOPS, min-activation and (with teacher scores) distillation."""
 
     def __init__(self, config: LossConfig, flops_weights: Tensor | None = None) -> None:
         super().__init__()
@@ -104,36 +120,26 @@ class SpladeLoss(nn.Module):
         n: Tensor,
         query_bag: Tensor,
         positive_bag: Tensor,
-        temperature: float,
-        lambda_infonce: float,
-        flops_scale: float = 1.0,
+        weights: LossWeights,
         teacher_scores: Tensor | None = None,
+        false_negatives: Tensor | None = None,
     ) -> LossOutput:
-        """`flops_scale` in [0, 1] anneals both FLOPS lambdas; `teacher_scores` is `[batch, 2*batch]`."""
+        """`teacher_scores` and `false_negatives` are `[batch, 2*batch]` over `[positives; negatives]`."""
         cfg = self.config
         docs = torch.cat([p, n], dim=0)
-        weights = {
-            "infonce": lambda_infonce,
-            "self": cfg.lambda_self,
-            "positive": cfg.lambda_positive,
-            "margin": cfg.lambda_margin,
-            "flops": cfg.lambda_flops * flops_scale,
-            "flops_doc": cfg.lambda_flops_doc * flops_scale,
-            "min_act": cfg.lambda_min_act,
-        }
+        target = cfg.activation_target
         parts = {
-            "infonce": infonce_loss(q, docs, temperature, cfg.similarity),
-            "self": token_activation_loss(q, query_bag),
-            "positive": token_activation_loss(q, positive_bag),
+            "infonce": infonce_loss(q, docs, weights.temperature, cfg.similarity, false_negatives),
+            "self": token_activation_loss(q, query_bag, target),
+            "positive": token_activation_loss(q, positive_bag, target),
             "margin": triplet_margin_loss(q, p, n, cfg.margin),
             "flops": flops_loss(q, self.flops_weights),
             "flops_doc": flops_loss(docs, self.flops_weights),
             "min_act": min_activation_loss(q, cfg.min_act_k, cfg.min_act_threshold),
         }
-        if teacher_scores is not None and cfg.lambda_kd > 0:
+        if teacher_scores is not None and weights.kd > 0:
             student = similarity(q, docs, cfg.similarity)
             temp = cfg.teacher.temperature if cfg.teacher else 1.0
             parts["kd"] = distillation_loss(student, teacher_scores.to(student.device), temp)
-            weights["kd"] = cfg.lambda_kd
-        total = sum(weights[name] * value.float() for name, value in parts.items())
+        total = sum(weights.of(name) * value.float() for name, value in parts.items())
         return LossOutput(total, parts, weights)

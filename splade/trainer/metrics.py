@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,33 @@ def sparsity_stats(q: Tensor, docs: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def ranking_stats(scores: Tensor, n_queries: int) -> dict[str, float]:
     """From `[B, 2B]` scores (positives first, then hard negatives): how often the positive beats its own
-    hard negative, and the MRR of the positive among all in-batch candidates."""
+    hard negative, and the MRR of the positive among all in-batch candidates. A tie counts against the
+    positive (an all-zero query ranks its positive last, not first)."""
     idx = torch.arange(n_queries, device=scores.device)
     pos = scores[idx, idx]
     accuracy = (pos > scores[idx, idx + n_queries]).float().mean()
-    rank = 1 + (scores > pos.unsqueeze(1)).sum(1).float()
+    rank = (scores >= pos.unsqueeze(1)).sum(1).float()  # the positive itself counts once
     return {"accuracy": float(accuracy), "mrr": float((1.0 / rank).mean())}
+
+
+class ProgressBar:
+    """One bar for the run: micro-batches done of those the run will do (`max_steps` included), with the
+    phase, and the loss and learning rate of the last log line."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.bar = tqdm(total=total, initial=min(done, total), desc="train", unit="batch", dynamic_ncols=True)
+        self.postfix: dict[str, str] = {}
+
+    def update(self, phase: int) -> None:
+        self.postfix["phase"] = str(phase)
+        self.bar.update(1)
+
+    def show(self, loss: float, lr: float) -> None:
+        self.postfix.update(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+        self.bar.set_postfix(self.postfix, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class ScalarLogger:

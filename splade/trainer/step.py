@@ -1,0 +1,153 @@
+"""One training step on the device: forward, loss, backward and the optimizer update, without a host sync.
+
+Loss values stay on the device as running sums; the loop reads them every `logging_steps` (and at
+epoch ends). A non-finite loss or gradient norm is recorded on the device too and checked at those reads
+and before every checkpoint, so a diverged run stops before it saves anything diverged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splade.model import SpladeModel, bag_of_tokens
+from splade.trainer.batches import TripletBatch
+from splade.trainer.distill import TeacherScores
+from splade.trainer.losses import LossOutput, LossWeights, SpladeLoss
+
+
+class RunningMeans:
+    """Sums of per-micro-batch values kept on the device; `read()` is the one host sync."""
+
+    def __init__(self, saved: dict[str, float] | None = None, device: torch.device | None = None) -> None:
+        saved = dict(saved or {})
+        self.count = int(saved.pop("n", 0))
+        self.sums = {name: torch.tensor(value, device=device) for name, value in saved.items()}
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.count += 1
+
+    def read(self) -> dict[str, float]:
+        """The mean of every value."""
+        names = list(self.sums)
+        totals = torch.stack([self.sums[n].float() for n in names]).tolist() if names else []
+        return {name: total / max(1, self.count) for name, total in zip(names, totals, strict=True)}
+
+    def state(self) -> dict[str, float]:
+        """Sums and count as plain floats (for a checkpoint)."""
+        names = list(self.sums)
+        totals = torch.stack([self.sums[n].float() for n in names]).tolist() if names else []
+        return {"n": self.count, **dict(zip(names, totals, strict=True))}
+
+
+class TrainStep:
+    """Forward/backward of micro-batches and the optimizer update of each accumulation group."""
+
+    def __init__(
+        self,
+        model: SpladeModel,
+        loss_fn: SpladeLoss,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler | None,
+        pooling: str,
+        autocast_dtype: torch.dtype | None,
+        max_grad_norm: float,
+        teacher: TeacherScores | None = None,
+        mask_false_negatives: bool = True,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scaler = scaler
+        self.pooling = pooling
+        self.autocast_dtype = autocast_dtype
+        self.max_grad_norm = max_grad_norm
+        self.teacher = teacher
+        self.mask_false_negatives = mask_false_negatives
+        self.device = model.vocab_keep.device
+        self.window = RunningMeans(device=self.device)  # since the last log line
+        self.epoch = RunningMeans(device=self.device)  # since the epoch began
+        self.finite = torch.ones((), dtype=torch.bool, device=self.device)
+        self.last: tuple[Tensor, Tensor] | None = None  # the last micro-batch's (queries, documents)
+        self.grad_norm = torch.zeros((), device=self.device)
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        if self.autocast_dtype is None:
+            yield
+        else:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                yield
+
+    def forward(self, batch: TripletBatch, weights: LossWeights, with_teacher: bool = True) -> LossOutput:
+        """The loss of one micro-batch (queries and documents encoded separately, each padded to its own
+        length)."""
+        with self._precision():
+            q = self.model(batch.query_ids, batch.query_mask, pooling=self.pooling)
+            docs = self.model(batch.doc_ids, batch.doc_mask, pooling=self.pooling)
+        q, docs = q.float(), docs.float()
+        size = len(batch)
+        keep = self.model.vocab_keep
+        width = self.model.vocab_size
+        query_bag = bag_of_tokens(batch.query_ids, batch.query_mask, width) * keep
+        positive_bag = bag_of_tokens(batch.doc_ids[:size], batch.doc_mask[:size], width) * keep
+        teacher_scores = None
+        if with_teacher and self.teacher is not None and weights.kd > 0:
+            documents = np.concatenate([batch.positive_rows, batch.negative_rows])
+            teacher_scores = self.teacher.scores(batch.query_rows, documents)
+        false_negatives = batch.false_negatives() if self.mask_false_negatives else None
+        out = self.loss_fn(
+            q,
+            docs[:size],
+            docs[size:],
+            query_bag,
+            positive_bag,
+            weights,
+            teacher_scores=teacher_scores,
+            false_negatives=false_negatives,
+        )
+        self.last = (q.detach(), docs.detach())
+        return out
+
+    def micro_batch(self, batch: TripletBatch, weights: LossWeights, group: int) -> None:
+        """Forward and backward one micro-batch; its loss is divided by the size of its accumulation group."""
+        out = self.forward(batch, weights)
+        loss = out.total / group
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        total = out.total.detach()
+        self.finite &= torch.isfinite(total)
+        values = {"loss": total, **{f"loss_{k}": v.detach().float() for k, v in out.components.items()}}
+        self.window.add(values)
+        self.epoch.add(values)
+
+    def optimizer_step(self) -> None:
+        """Clip, step the optimizer and the LR schedule, clear the gradients."""
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if self.scaler:  # the scaler skips steps with inf/nan gradients itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.finite &= torch.isfinite(self.grad_norm)
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def read_window(self) -> dict[str, float]:
+        """Means since the last call."""
+        means = self.window.read()
+        self.window = RunningMeans(device=self.device)
+        return means
+
+    def is_finite(self) -> bool:
+        return bool(self.finite)
