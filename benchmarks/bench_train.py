@@ -1,12 +1,23 @@
-"""Training throughput: splade's trainer vs sentence-transformers' SparseEncoder + SpladeLoss.
+"""Training speed: `splade train v23` on the real configuration, its variants, and sentence-transformers.
 
-Both sides train the same backbone on the same triplets with the same batch size, sequence length,
-optimizer (AdamW) and gradient clipping, each in its own subprocess (so peak memory is per side).
-splade runs its real `train()` loop with the v22 six-part loss; the peer runs SparseEncoder with
-SpladeLoss(SparseMultipleNegativesRankingLoss + FLOPS regularizers), tokenizing each column like its
-data collator does. Throughput is measured after warm-up steps; peak memory is the process max RSS.
+By default: me5-small-koen from `../shared/models`, the Korean triplets of
+`splade data build --config configs/data_ko.yaml` (built into `data/ko/` first when missing), the v23
+config (IDF-aware FLOPS, distillation from the me5 teacher), batch 16 x 128 tokens on a CPU and
+64 x 128 on a GPU. Each row runs in its own process, so its peak memory is its own:
 
-    python benchmarks/bench_train.py [--model PATH] [--batch 16] [--length 64] [--steps 20]
+- `splade v23 (cold)`: the default as a first run sees it: token ids, IDF and teacher embeddings are
+  computed (the teacher's one-time cost is reported apart);
+- `splade v23 (warm)`: the same command again, reading what the first run cached;
+- one row per pooling implementation, one without distillation, one with `torch.compile` (GPU);
+- `sentence-transformers`: `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` on the same
+  backbone, triplets, batch and length (no distillation: it has none built in).
+
+For each it prints setup time (process start to the first optimizer step), steady-state seconds per step,
+triplets/s and peak memory (RSS on a CPU, allocated GPU memory on a GPU), and the achieved FLOP/s of one
+step (counted with `torch.utils.flop_counter`) against a matmul timed on the same device in the same run.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--model PATH] [--triplets FILE]
+                                     [--batch N] [--length N] [--steps N] [--warmup N] [--only ROW ...]
 """
 
 from __future__ import annotations
@@ -14,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -23,156 +33,154 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO.parent / "shared" / "models" / "splade-tiny"
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "on",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "that",
-    "this",
-    "which",
-    "are",
-    "be",
-    "or",
-    "an",
-    "were",
-    "diabetes",
-    "treatment",
-    "blood",
-    "sugar",
-    "insulin",
-    "heart",
-    "pressure",
-    "capital",
-    "city",
-    "country",
-    "river",
-    "history",
-    "music",
-    "science",
-    "computer",
-    "search",
-    "model",
-    "sparse",
-    "retrieval",
-    "neural",
-    "network",
-    "language",
-    "korea",
-    "seoul",
-    "health",
-    "coffee",
-    "cold",
-    "symptoms",
-    "prevention",
-    "hospital",
-    "doctor",
-    "patient",
-    "medicine",
-    "study",
-    "result",
-    "data",
-    "system",
-]
+SHARED = REPO.parent / "shared"
+DEFAULT_MODEL = SHARED / "models" / "me5-small-koen"
+DEFAULT_TRIPLETS = REPO / "data" / "ko" / "train.jsonl"
+STARTED = time.perf_counter()
+
+# row name -> overrides of the v23 config (on top of the common ones)
+VARIANTS: dict[str, list[str]] = {
+    "splade v23 (cold)": [],
+    "splade v23 (warm)": [],
+    "pooling=plain": ["training.pooling=plain"],
+    "pooling=dense": ["training.pooling=dense"],
+    "pooling=sparse": ["training.pooling=sparse"],
+    "no distillation": ["loss.lambda_kd=0"],
+    "torch.compile": ["training.compile=true"],
+}
+PEER = "sentence-transformers"
 
 
-def make_triplets(path: Path, count: int, seed: int = 0) -> list[dict[str, str]]:
-    """Synthetic triplets long enough that every text is truncated to the benchmark length."""
-    rnd = random.Random(seed)
-
-    def text(n: int) -> str:
-        return " ".join(rnd.choice(WORDS) for _ in range(n))
-
-    rows = [
-        {
-            "query": text(80),
-            "positive": text(120),
-            "negative": text(120),
-            "pair_type": "single_term",
-            "difficulty": "easy",
-        }
-        for _ in range(count)
-    ]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    return rows
+def ensure_triplets(path: Path) -> Path:
+    """The benchmark's triplets; the Korean set is built first when it is the default and missing."""
+    if path.is_file():
+        return path
+    if path != DEFAULT_TRIPLETS:
+        sys.exit(f"no triplets at {path}")
+    if not (SHARED / "data").is_dir():
+        sys.exit(f"no triplets at {path} and no ../shared/data to build them from: pass --triplets FILE")
+    print(f"building {path} with splade data build --config configs/data_ko.yaml (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "splade", "data", "build", "--config", "configs/data_ko.yaml",
+                    "--out", str(path.parent)], cwd=REPO, check=True)
+    return path
 
 
-def peak_rss_mib() -> float:
+def peak_memory_mib(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(args: argparse.Namespace, data: Path, out: Path) -> dict[str, float]:
+def matmul_flops(device: str) -> float:
+    """FLOP/s of a large matmul in the training precision (bf16 on a GPU, fp32 on a CPU)."""
+    import torch
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    n = 8192 if device == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    repeats = 20 if device == "cuda" else 5
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - started)
+
+
+class StepClock:
+    """Marks each optimizer step's end; counts the FLOPs of one step after the warm-up."""
+
+    def __init__(self, device: str, counted_step: int) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.device = device
+        self.counted_step = counted_step
+        self.marks: dict[int, float] = {}
+        self.counter = FlopCounterMode(display=False)
+        self.flops = 0
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def __call__(self, step: int) -> None:
+        self.sync()
+        if step == self.counted_step:  # the next step runs under the FLOP counter (and is not timed)
+            self.counter.__enter__()
+        elif step == self.counted_step + 1:
+            self.counter.__exit__(None, None, None)
+            self.flops = self.counter.get_total_flops()
+        self.marks[step] = time.perf_counter()
+
+
+def run_splade(args: argparse.Namespace, overrides: list[str], out: Path) -> dict[str, float]:
     from splade.config import load_config
     from splade.trainer.loop import train
 
-    total = args.warmup + args.steps
-    cfg = load_config(
-        REPO / "configs" / "train_v22.yaml",
-        [
-            f"model.name={args.model}",
-            f"data.train_files=[{data}]",
-            "data.val_files=[]",
-            f"data.batch_size={args.batch}",
-            f"data.max_length={args.length}",
-            "model.dropout=0.1",
-            "training.num_epochs=1",
-            f"training.max_steps={total}",
-            "training.mixed_precision=no",
-            "training.device=cpu",
-            "training.logging_steps=1000000",
-            "training.save_total_limit=1",
-            "training.learning_rate=2e-5",
-            "output.tensorboard=false",
-            f"output.dir={out}",
-        ],
-    )
-    marks: dict[int, float] = {}
-    train(cfg, step_callback=lambda step: marks.setdefault(step, time.perf_counter()))
-    elapsed = marks[total] - marks[args.warmup]
-    return {"samples_per_s": args.steps * args.batch / elapsed, "step_s": elapsed / args.steps}
+    counted = args.warmup  # step warmup+1 is counted, the timed steps come after it
+    total = args.warmup + 1 + args.steps
+    teacher = f"loss.teacher.name={args.teacher}" if args.teacher else "loss.teacher.name=" + str(args.model)
+    cfg = load_config(REPO / "configs" / "train_v23.yaml", [
+        f"model.name={args.model}", f"data.train_files=[{args.triplets}]", "data.val_files=[]",
+        f"data.batch_size={args.batch}", f"data.max_length={args.length}", f"data.cache_dir={args.cache}",
+        teacher, "dev.sets=[]", f"training.max_steps={total}", f"training.device={args.device}",
+        "training.logging_steps=1000000", "training.save_steps=null", "training.save_total_limit=1",
+        "output.tensorboard=false", f"output.dir={out}", *overrides,
+    ])
+    clock = StepClock(args.device, counted)
+    result = train(cfg, step_callback=clock)
+    timed = clock.marks[total] - clock.marks[counted + 1]
+    setup = result.summary["setup_seconds"]
+    first_step = clock.marks[1] - STARTED
+    return {"setup_s": first_step, "teacher_s": setup.get("teacher", 0.0), "step_s": timed / args.steps,
+            "flops_per_step": clock.flops}
 
 
-def run_peer(args: argparse.Namespace, rows: list[dict[str, str]]) -> dict[str, float]:
+def run_peer(args: argparse.Namespace) -> dict[str, float]:
+    import contextlib
+
     import torch
     from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
 
+    from splade.data.triplets import load_triplets
+
     torch.manual_seed(42)
-    model = SparseEncoder(str(args.model), device="cpu")
+    rows = load_triplets([args.triplets]).triplets
+    model = SparseEncoder(str(args.model), device=args.device)
     model.max_seq_length = args.length
     model.train()
-    loss_fn = SpladeLoss(
-        model,
-        SparseMultipleNegativesRankingLoss(model),
-        document_regularizer_weight=3e-3,
-        query_regularizer_weight=5e-3,
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    times = []
-    for step in range(args.warmup + args.steps):
-        batch = rows[step * args.batch : (step + 1) * args.batch]
-        times.append(time.perf_counter())
-        features = [model.tokenize([r[col] for r in batch]) for col in ("query", "positive", "negative")]
-        losses = loss_fn(features, None)
-        loss = sum(losses.values()) if isinstance(losses, dict) else losses
+    loss_fn = SpladeLoss(model, SparseMultipleNegativesRankingLoss(model), document_regularizer_weight=3e-3,
+                         query_regularizer_weight=3e-3)
+    fused = {"fused": True} if args.device == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, **fused)
+    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda"
+                 else contextlib.nullcontext())
+    clock = StepClock(args.device, args.warmup)
+    total = args.warmup + 1 + args.steps
+    for step in range(1, total + 1):
+        batch = rows[(step - 1) * args.batch : step * args.batch]
+        features = [model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")]
+        features = [{k: v.to(args.device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
+        with precision:
+            losses = loss_fn(features, None)
+            loss = sum(losses.values()) if isinstance(losses, dict) else losses
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    times.append(time.perf_counter())
-    elapsed = times[-1] - times[args.warmup]  # from the end of the warm-up steps to the end of the last
-    return {"samples_per_s": args.steps * args.batch / elapsed, "step_s": elapsed / args.steps}
+        clock(step)
+    timed = clock.marks[total] - clock.marks[args.warmup + 1]
+    return {"setup_s": clock.marks[1] - STARTED, "teacher_s": 0.0, "step_s": timed / args.steps,
+            "flops_per_step": clock.flops}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -181,69 +189,96 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "triplets.jsonl"
-        rows = make_triplets(data, args.batch * (args.warmup + args.steps))
-        result = run_ours(args, data, Path(tmp) / "out") if args.worker == "splade" else run_peer(args, rows)
-    result["peak_rss_mib"] = peak_rss_mib()
+        if args.worker == PEER:
+            result = run_peer(args)
+        else:
+            result = run_splade(args, VARIANTS[args.worker], Path(tmp) / "out")
+    result["peak_mib"] = peak_memory_mib(args.device)
+    result["matmul_flops"] = matmul_flops(args.device)
     result["threads"] = torch.get_num_threads()
-    print("RESULT " + json.dumps(result))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_row(args: argparse.Namespace, row: str) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", row, "--device", args.device, "--model", str(args.model),
+           "--triplets", str(args.triplets), "--batch", str(args.batch), "--length", str(args.length),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--cache", str(args.cache)]
+    if args.teacher:
+        cmd += ["--teacher", str(args.teacher)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(f"{row}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return {}
+    result = json.loads(line[len("RESULT "):])
+    result["wall_s"] = time.perf_counter() - started
+    print(f"  {row}: {result['step_s']:.3f} s/step, setup {result['setup_s']:.1f} s", flush=True)
+    return result
+
+
+def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> None:
+    peer = results.get(PEER) or {}
+    base = results.get("splade v23 (warm)") or results.get("splade v23 (cold)") or {}
+    memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
+    unit = "TFLOP/s" if args.device == "cuda" else "GFLOP/s"
+    scale = 1e12 if args.device == "cuda" else 1e9
+    threads = next(iter(results.values()), {}).get("threads", "?")
+    print()
+    print(f"training speed: {args.model.name}, {args.triplets.name}, batch {args.batch} triplets x {args.length} "
+          f"tokens, {args.steps} timed steps after {args.warmup} warm-up, {args.device}, {threads} torch threads")
+    header = (f"{'':22}{'setup s':>9}{'teacher s':>10}{'s/step':>9}{'triplets/s':>11}{'vs peer':>9}"
+              f"{memory:>14}{unit:>9}{'of matmul':>10}")
+    print(header)
+    for row, r in results.items():
+        if not r:
+            print(f"{row:22}{'failed':>9}")
+            continue
+        speed = args.batch / r["step_s"]
+        ratio = f"{speed / (args.batch / peer['step_s']):.2f}x" if peer else "-"
+        achieved = r["flops_per_step"] / r["step_s"]
+        print(f"{row:22}{r['setup_s']:9.1f}{r['teacher_s']:10.1f}{r['step_s']:9.3f}{speed:11.1f}{ratio:>9}"
+              f"{r['peak_mib']:14.0f}{achieved / scale:9.2f}{achieved / r['matmul_flops']:9.1%}")
+    if base and peer:
+        print(f"splade v23 vs sentence-transformers per triplet: {peer['step_s'] / base['step_s']:.2f}x")
+    if base:
+        print(f"matmul on this device: {base['matmul_flops'] / scale:.1f} {unit}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help="backbone (default ../shared splade-tiny)"
-    )
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per side (0: torch default)")
-    parser.add_argument("--worker", choices=["splade", "sentence-transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="backbone (default me5-small-koen)")
+    parser.add_argument("--teacher", type=Path, default=None, help="distillation teacher (default: --model)")
+    parser.add_argument("--triplets", type=Path, default=DEFAULT_TRIPLETS)
+    parser.add_argument("--batch", type=int, default=None, help="triplets a step (default 16 CPU, 64 GPU)")
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 4 CPU, 30 GPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 CPU, 5 GPU)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--only", nargs="*", default=None, help="rows to run (names as printed)")
+    parser.add_argument("--cache", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    gpu = args.device == "cuda"
+    args.batch = args.batch or (64 if gpu else 16)
+    args.steps = args.steps or (30 if gpu else 4)
+    args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 2)
     if args.worker:
         worker(args)
         return
     if not args.model.exists():
         sys.exit(f"no model at {args.model}: pass --model PATH (a masked-LM backbone)")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    results = {}
-    for side in ("splade", "sentence-transformers"):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            side,
-            "--model",
-            str(args.model),
-            "--batch",
-            str(args.batch),
-            "--length",
-            str(args.length),
-            "--steps",
-            str(args.steps),
-            "--warmup",
-            str(args.warmup),
-            "--threads",
-            str(args.threads),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            sys.exit(f"{side} failed:\n{proc.stderr[-3000:]}")
-        results[side] = json.loads(line[len("RESULT ") :])
-    ours, peer = results["splade"], results["sentence-transformers"]
-    print(
-        f"training throughput: {args.model.name}, batch {args.batch} triplets x {args.length} tokens, "
-        f"{args.steps} timed steps after {args.warmup} warm-up, CPU, {ours['threads']} torch threads"
-    )
-    print(f"{'':24}{'samples/s':>12}{'s/step':>10}{'peak RSS MiB':>15}")
-    for side, r in results.items():
-        print(f"{side:24}{r['samples_per_s']:12.1f}{r['step_s']:10.3f}{r['peak_rss_mib']:15.0f}")
-    print(
-        f"{'ratio splade/peer':24}{ours['samples_per_s'] / peer['samples_per_s']:11.2f}x"
-        f"{'':10}{ours['peak_rss_mib'] / peer['peak_rss_mib']:14.2f}x"
-    )
+    args.triplets = ensure_triplets(args.triplets)
+    rows = args.only or [r for r in [*VARIANTS, PEER] if gpu or r != "torch.compile"]
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-train-cache-") as cache:
+        args.cache = Path(cache)  # cold for the first row; the rows after it read what it cached
+        for row in rows:
+            results[row] = run_row(args, row)
+    print_table(args, results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,58 @@ def opensearch_url():
         pytest.skip(f"osmem-server could not start: {exc}")
     yield server.url
     server.close()
+
+
+PAIRS = [
+    ("당뇨병 치료 방법", "diabetes mellitus treatment"),
+    ("고혈압 예방과 관리", "hypertension prevention"),
+    ("서울은 한국의 수도이다", "Seoul is the capital of Korea"),
+    ("커피는 건강에 좋다", "coffee is good for health"),
+    ("인공지능 검색 모델", "neural sparse retrieval model"),
+    ("감기 증상과 치료", "common cold symptoms"),
+]
+
+
+def write_triplets(path: Path, n: int, seed: int = 0) -> Path:
+    """`n` triplets over six Korean-English pairs, with pair types and difficulties."""
+    rnd = random.Random(seed)
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            query, positive = PAIRS[i % len(PAIRS)]
+            negative = rnd.choice([p for _, p in PAIRS if p != positive])
+            handle.write(
+                json.dumps(
+                    {
+                        "query": query,
+                        "positive": positive,
+                        "negative": negative,
+                        "pair_type": ["single_term", "cross_lingual", "multi_term"][i % 3],
+                        "difficulty": ["easy", "hard"][i % 2],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    return path
+
+
+def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int = 24):
+    """The quickstart training config on tiny triplets written inside the test."""
+    from splade.config import load_config
+    from splade.quickstart import QUICKSTART_CONFIG
+
+    train_file = write_triplets(tmp_path / "train.jsonl", n_train)
+    val_file = write_triplets(tmp_path / "val.jsonl", 12, seed=1)
+    return load_config(
+        QUICKSTART_CONFIG,
+        [
+            f"model.name={model_dir}",
+            f"data.train_files=[{train_file}]",
+            f"data.val_files=[{val_file}]",
+            f"output.dir={tmp_path / 'out'}",
+            "data.batch_size=4",
+            "data.max_length=16",
+            "data.epoch_size=null",
+            *overrides,
+        ],
+    )

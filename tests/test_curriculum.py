@@ -10,8 +10,8 @@ import pytest
 
 from splade.config import FocusConfig, load_config
 from splade.trainer.curriculum import Curriculum
-from splade.trainer.schedule import cosine_with_warmup, flops_scale
 from splade.trainer.sampler import epoch_indices, group_fractions
+from splade.trainer.schedule import cosine_with_warmup, flops_scale
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

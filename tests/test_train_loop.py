@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from splade.config import load_config
 from splade.data.triplets import load_triplets
 from splade.errors import SpladeError
-from splade.quickstart import QUICKSTART_CONFIG
 from splade.trainer.loop import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -25,56 +25,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-PAIRS = [
-    ("당뇨병 치료 방법", "diabetes mellitus treatment"),
-    ("고혈압 예방과 관리", "hypertension prevention"),
-    ("서울은 한국의 수도이다", "Seoul is the capital of Korea"),
-    ("커피는 건강에 좋다", "coffee is good for health"),
-    ("인공지능 검색 모델", "neural sparse retrieval model"),
-    ("감기 증상과 치료", "common cold symptoms"),
-]
-
-
-def write_triplets(path: Path, n: int, seed: int = 0) -> Path:
-    rnd = random.Random(seed)
-    with path.open("w", encoding="utf-8") as handle:
-        for i in range(n):
-            query, positive = PAIRS[i % len(PAIRS)]
-            negative = rnd.choice([p for _, p in PAIRS if p != positive])
-            handle.write(
-                json.dumps(
-                    {
-                        "query": query,
-                        "positive": positive,
-                        "negative": negative,
-                        "pair_type": ["single_term", "cross_lingual", "multi_term"][i % 3],
-                        "difficulty": ["easy", "hard"][i % 2],
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-    return path
-
-
-def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int = 24):
-    train_file = write_triplets(tmp_path / "train.jsonl", n_train)
-    val_file = write_triplets(tmp_path / "val.jsonl", 12, seed=1)
-    return load_config(
-        QUICKSTART_CONFIG,
-        [
-            f"model.name={model_dir}",
-            f"data.train_files=[{train_file}]",
-            f"data.val_files=[{val_file}]",
-            f"output.dir={tmp_path / 'out'}",
-            "data.batch_size=4",
-            "data.max_length=16",
-            "data.epoch_size=null",
-            *overrides,
-        ],
-    )
 
 
 def test_triplets_errors_name_file_and_line(tmp_path: Path) -> None:

@@ -127,10 +127,12 @@ class TeacherScores:
             from sentence_transformers import SentenceTransformer
 
             try:
-                model = SentenceTransformer(self.config.name, device=str(self.device))
+                model = SentenceTransformer(
+                    self.config.name, device=str(self.device), model_kwargs={"dtype": self._dtype()}
+                )
             except (OSError, ValueError) as exc:
                 raise SpladeError(f"loss.teacher.name: cannot load {self.config.name!r} ({exc})") from exc
-            self._model = model.to(self._dtype()).eval()
+            self._model = model.eval()
             self._tokenizer = TextTokenizer(model.tokenizer)
         return self._model
 
