@@ -60,8 +60,21 @@ def ensure_triplets(path: Path) -> Path:
     if not (SHARED / "data").is_dir():
         sys.exit(f"no triplets at {path} and no ../shared/data to build them from: pass --triplets FILE")
     print(f"building {path} with splade data build --config configs/data_ko.yaml (once)", flush=True)
-    subprocess.run([sys.executable, "-m", "splade", "data", "build", "--config", "configs/data_ko.yaml",
-                    "--out", str(path.parent)], cwd=REPO, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "splade",
+            "data",
+            "build",
+            "--config",
+            "configs/data_ko.yaml",
+            "--out",
+            str(path.parent),
+        ],
+        cwd=REPO,
+        check=True,
+    )
     return path
 
 
@@ -128,20 +141,38 @@ def run_splade(args: argparse.Namespace, overrides: list[str], out: Path) -> dic
     counted = args.warmup  # step warmup+1 is counted, the timed steps come after it
     total = args.warmup + 1 + args.steps
     teacher = f"loss.teacher.name={args.teacher}" if args.teacher else "loss.teacher.name=" + str(args.model)
-    cfg = load_config(REPO / "configs" / "train_v23.yaml", [
-        f"model.name={args.model}", f"data.train_files=[{args.triplets}]", "data.val_files=[]",
-        f"data.batch_size={args.batch}", f"data.max_length={args.length}", f"data.cache_dir={args.cache}",
-        teacher, "dev.sets=[]", f"training.max_steps={total}", f"training.device={args.device}",
-        "training.logging_steps=1000000", "training.save_steps=null", "training.save_total_limit=1",
-        "output.tensorboard=false", f"output.dir={out}", *overrides,
-    ])
+    cfg = load_config(
+        REPO / "configs" / "train_v23.yaml",
+        [
+            f"model.name={args.model}",
+            f"data.train_files=[{args.triplets}]",
+            "data.val_files=[]",
+            f"data.batch_size={args.batch}",
+            f"data.max_length={args.length}",
+            f"data.cache_dir={args.cache}",
+            teacher,
+            "dev.sets=[]",
+            f"training.max_steps={total}",
+            f"training.device={args.device}",
+            "training.logging_steps=1000000",
+            "training.save_steps=null",
+            "training.save_total_limit=1",
+            "output.tensorboard=false",
+            f"output.dir={out}",
+            *overrides,
+        ],
+    )
     clock = StepClock(args.device, counted)
     result = train(cfg, step_callback=clock)
     timed = clock.marks[total] - clock.marks[counted + 1]
     setup = result.summary["setup_seconds"]
     first_step = clock.marks[1] - STARTED
-    return {"setup_s": first_step, "teacher_s": setup.get("teacher", 0.0), "step_s": timed / args.steps,
-            "flops_per_step": clock.flops}
+    return {
+        "setup_s": first_step,
+        "teacher_s": setup.get("teacher", 0.0),
+        "step_s": timed / args.steps,
+        "flops_per_step": clock.flops,
+    }
 
 
 def run_peer(args: argparse.Namespace) -> dict[str, float]:
@@ -158,17 +189,24 @@ def run_peer(args: argparse.Namespace) -> dict[str, float]:
     model = SparseEncoder(str(args.model), device=args.device)
     model.max_seq_length = args.length
     model.train()
-    loss_fn = SpladeLoss(model, SparseMultipleNegativesRankingLoss(model), document_regularizer_weight=3e-3,
-                         query_regularizer_weight=3e-3)
+    loss_fn = SpladeLoss(
+        model,
+        SparseMultipleNegativesRankingLoss(model),
+        document_regularizer_weight=3e-3,
+        query_regularizer_weight=3e-3,
+    )
     fused = {"fused": True} if args.device == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, **fused)
-    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda"
-                 else contextlib.nullcontext())
+    precision = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else contextlib.nullcontext()
+    )
     clock = StepClock(args.device, args.warmup)
     total = args.warmup + 1 + args.steps
     for step in range(1, total + 1):
         batch = rows[(step - 1) * args.batch : step * args.batch]
-        features = [model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")]
+        features = [
+            model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")
+        ]
         features = [{k: v.to(args.device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
         with precision:
             losses = loss_fn(features, None)
@@ -179,8 +217,12 @@ def run_peer(args: argparse.Namespace) -> dict[str, float]:
         optimizer.zero_grad(set_to_none=True)
         clock(step)
     timed = clock.marks[total] - clock.marks[args.warmup + 1]
-    return {"setup_s": clock.marks[1] - STARTED, "teacher_s": 0.0, "step_s": timed / args.steps,
-            "flops_per_step": clock.flops}
+    return {
+        "setup_s": clock.marks[1] - STARTED,
+        "teacher_s": 0.0,
+        "step_s": timed / args.steps,
+        "flops_per_step": clock.flops,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -200,10 +242,30 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_row(args: argparse.Namespace, row: str) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--worker", row, "--device", args.device, "--model", str(args.model),
-           "--triplets", str(args.triplets), "--batch", str(args.batch), "--length", str(args.length),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--cache", str(args.cache)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        row,
+        "--device",
+        args.device,
+        "--model",
+        str(args.model),
+        "--triplets",
+        str(args.triplets),
+        "--batch",
+        str(args.batch),
+        "--length",
+        str(args.length),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--cache",
+        str(args.cache),
+    ]
     if args.teacher:
         cmd += ["--teacher", str(args.teacher)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -213,7 +275,7 @@ def run_row(args: argparse.Namespace, row: str) -> dict[str, float]:
     if proc.returncode != 0 or line is None:
         print(f"{row}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
         return {}
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["wall_s"] = time.perf_counter() - started
     print(f"  {row}: {result['step_s']:.3f} s/step, setup {result['setup_s']:.1f} s", flush=True)
     return result
@@ -227,10 +289,14 @@ def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) 
     scale = 1e12 if args.device == "cuda" else 1e9
     threads = next(iter(results.values()), {}).get("threads", "?")
     print()
-    print(f"training speed: {args.model.name}, {args.triplets.name}, batch {args.batch} triplets x {args.length} "
-          f"tokens, {args.steps} timed steps after {args.warmup} warm-up, {args.device}, {threads} torch threads")
-    header = (f"{'':22}{'setup s':>9}{'teacher s':>10}{'s/step':>9}{'triplets/s':>11}{'vs peer':>9}"
-              f"{memory:>14}{unit:>9}{'of matmul':>10}")
+    print(
+        f"training speed: {args.model.name}, {args.triplets.name}, batch {args.batch} triplets x {args.length} "
+        f"tokens, {args.steps} timed steps after {args.warmup} warm-up, {args.device}, {threads} torch threads"
+    )
+    header = (
+        f"{'':22}{'setup s':>9}{'teacher s':>10}{'s/step':>9}{'triplets/s':>11}{'vs peer':>9}"
+        f"{memory:>14}{unit:>9}{'of matmul':>10}"
+    )
     print(header)
     for row, r in results.items():
         if not r:
@@ -239,8 +305,10 @@ def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) 
         speed = args.batch / r["step_s"]
         ratio = f"{speed / (args.batch / peer['step_s']):.2f}x" if peer else "-"
         achieved = r["flops_per_step"] / r["step_s"]
-        print(f"{row:22}{r['setup_s']:9.1f}{r['teacher_s']:10.1f}{r['step_s']:9.3f}{speed:11.1f}{ratio:>9}"
-              f"{r['peak_mib']:14.0f}{achieved / scale:9.2f}{achieved / r['matmul_flops']:9.1%}")
+        print(
+            f"{row:22}{r['setup_s']:9.1f}{r['teacher_s']:10.1f}{r['step_s']:9.3f}{speed:11.1f}{ratio:>9}"
+            f"{r['peak_mib']:14.0f}{achieved / scale:9.2f}{achieved / r['matmul_flops']:9.1%}"
+        )
     if base and peer:
         print(f"splade v23 vs sentence-transformers per triplet: {peer['step_s'] / base['step_s']:.2f}x")
     if base:

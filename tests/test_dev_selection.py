@@ -32,7 +32,9 @@ def lexical_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model that starts as a bag of its input tokens: it retrieves by shared words."""
     out = tmp_path_factory.mktemp("lexical")
     texts = [t for pair in PAIRS for t in pair] * 4
-    build_tiny_model(texts, out, vocab_size=200, hidden_size=128, num_layers=1, num_heads=2, lexical_bias=-5.0)
+    build_tiny_model(
+        texts, out, vocab_size=200, hidden_size=128, num_layers=1, num_heads=2, lexical_bias=-5.0
+    )
     return out
 
 
@@ -41,30 +43,38 @@ def write_beir(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "qrels").mkdir()
     docs = [(f"d{i}", f"{ko} {en}") for i, (ko, en) in enumerate(PAIRS)] + [
-        (f"x{i}", en) for i, (_, en) in enumerate(PAIRS)]
+        (f"x{i}", en) for i, (_, en) in enumerate(PAIRS)
+    ]
     (folder / "corpus.jsonl").write_text(
         "\n".join(json.dumps({"_id": d, "title": "", "text": t}, ensure_ascii=False) for d, t in docs) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     queries = [(f"q{i}", ko.split()[0]) for i, (ko, _) in enumerate(PAIRS)]
     (folder / "queries.jsonl").write_text(
         "\n".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) for q, t in queries) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (folder / "qrels" / "dev.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(PAIRS))), encoding="utf-8")
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(PAIRS))),
+        encoding="utf-8",
+    )
     return folder
 
 
 def test_dev_metric_equals_what_splade_eval_reports(lexical_model: Path, tmp_path: Path):
     beir = write_beir(tmp_path / "devset")
     model = SpladeModel.from_pretrained(lexical_model).eval()
-    config = tiny_config(tmp_path, lexical_model, f"dev.sets=[{beir}]", "dev.max_queries=null",
-                         "dev.max_documents=null").dev
+    config = tiny_config(
+        tmp_path, lexical_model, f"dev.sets=[{beir}]", "dev.max_queries=null", "dev.max_documents=null"
+    ).dev
     ours = DevEvaluator(config, seed=0).evaluate(model, "sparse", torch.device("cpu"))
     evaluation = run_evaluation(EvalConfig(datasets=[beir], splade=[("m", lexical_model)], bm25=False))
     theirs = evaluation.datasets[0].systems[0].metrics["ndcg@10"]
     assert ours["devset/ndcg@10"] == pytest.approx(theirs, abs=1e-6)
     assert ours["dev/ndcg@10"] == ours["devset/ndcg@10"] > 0.5
-    assert ours["dev/active_terms_query"] > 0 and ours["dev/active_terms_doc"] > ours["dev/active_terms_query"]
+    assert (
+        ours["dev/active_terms_query"] > 0 and ours["dev/active_terms_doc"] > ours["dev/active_terms_query"]
+    )
 
 
 def test_dev_sample_keeps_judged_documents_and_is_fixed(tmp_path: Path):
@@ -80,8 +90,16 @@ def test_dev_sample_keeps_judged_documents_and_is_fixed(tmp_path: Path):
 
 def test_best_model_and_early_stop_follow_the_dev_metric(lexical_model: Path, tmp_path: Path):
     beir = write_beir(tmp_path / "devset")
-    cfg = tiny_config(tmp_path, lexical_model, f"dev.sets=[{beir}]", "dev.every_steps=2", "training.num_epochs=2",
-                      "training.early_stopping_patience=2", "output.tensorboard=false", n_train=12)
+    cfg = tiny_config(
+        tmp_path,
+        lexical_model,
+        f"dev.sets=[{beir}]",
+        "dev.every_steps=2",
+        "training.num_epochs=2",
+        "training.early_stopping_patience=2",
+        "output.tensorboard=false",
+        n_train=12,
+    )
     result = train(cfg)
     history = json.loads((result.output_dir / "training_history.json").read_text())
     assert history["monitored"] == "dev/ndcg@10"
@@ -89,13 +107,21 @@ def test_best_model_and_early_stop_follow_the_dev_metric(lexical_model: Path, tm
     assert [e["global_step"] for e in evaluations][:2] == [2, 4]
     values = [e["val"]["dev/ndcg@10"] for e in evaluations + history["epochs"]]
     assert -history["best_metric"] == pytest.approx(max(values))
-    best = next(e for e in evaluations + history["epochs"] if e["best"] and e["global_step"] == history["best_step"])
+    best = next(
+        e for e in evaluations + history["epochs"] if e["best"] and e["global_step"] == history["best_step"]
+    )
     assert best["val"]["dev/ndcg@10"] == pytest.approx(max(values))
 
 
 def test_a_model_trained_without_expansion_is_served_without_it(tiny_model_dir: Path, tmp_path: Path):
-    cfg = tiny_config(tmp_path, tiny_model_dir, "model.use_expansion=false", "loss.similarity=cosine",
-                      "training.max_steps=2", "output.tensorboard=false")
+    cfg = tiny_config(
+        tmp_path,
+        tiny_model_dir,
+        "model.use_expansion=false",
+        "loss.similarity=cosine",
+        "training.max_steps=2",
+        "output.tensorboard=false",
+    )
     best = train(cfg).best_model_dir
     saved = json.loads((best / "splade_config.json").read_text())
     assert saved["use_expansion"] is False and saved["similarity"] == "cosine"

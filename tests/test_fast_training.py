@@ -88,8 +88,14 @@ def test_compiled_normaliser_of_the_real_tokenizer_gives_the_same_ids(me5_dir: P
     tokenizer = AutoTokenizer.from_pretrained(me5_dir)
     fast = TextTokenizer(tokenizer)
     assert fast._table is not None and len(fast._table) > 1000
-    texts = [*TINY_TEXTS[:12], "ﬁ ½ ① Ⅻ ㈜ ｶﾀｶﾅ ǅ µ", "\x01제어\x7f문자\u00a0공백", "당뇨병 " * 200,
-             "Type 1 diabetes mellitus", "  여러   칸    띄어쓰기  "]
+    texts = [
+        *TINY_TEXTS[:12],
+        "ﬁ ½ ① Ⅻ ㈜ ｶﾀｶﾅ ǅ µ",
+        "\x01제어\x7f문자\u00a0공백",
+        "당뇨병 " * 200,
+        "Type 1 diabetes mellitus",
+        "  여러   칸    띄어쓰기  ",
+    ]
     theirs = tokenizer(texts, truncation=True, max_length=64)["input_ids"]
     assert [row.tolist() for row in fast.encode(texts, 64)] == theirs
 
@@ -104,7 +110,9 @@ def test_batches_pad_queries_and_documents_separately(tiny_model_dir: Path, tmp_
     assert data.table.texts[batch.query_rows[0]] == data.dataset[0].query
 
 
-def test_in_batch_false_negatives_are_the_same_query_or_the_same_positive(tiny_model_dir: Path, tmp_path: Path):
+def test_in_batch_false_negatives_are_the_same_query_or_the_same_positive(
+    tiny_model_dir: Path, tmp_path: Path
+):
     trainer = _trainer(tmp_path, tiny_model_dir)
     data = trainer.data
     # write_triplets cycles six pairs: triplets 0 and 6 share query and positive
@@ -160,8 +168,12 @@ def test_teacher_embeddings_are_stored_and_reused(tiny_model_dir: Path, tmp_path
     queries, docs = data.rows.query[:4], np.concatenate([data.rows.positive[:4], data.rows.negative[:4]])
     precomputed = first.teacher.scores(queries, docs)
     (tmp_path / "lazy").mkdir()
-    lazy = _trainer(tmp_path / "lazy", tiny_model_dir, "loss.lambda_kd=1.0",
-                    f"loss.teacher={{name: {me5_dir}, precompute: lazy}}")
+    lazy = _trainer(
+        tmp_path / "lazy",
+        tiny_model_dir,
+        "loss.lambda_kd=1.0",
+        f"loss.teacher={{name: {me5_dir}, precompute: lazy}}",
+    )
     assert lazy.teacher.embedded == 0
     torch.testing.assert_close(lazy.teacher.scores(queries, docs), precomputed, atol=2e-3, rtol=0)
     again = _trainer(tmp_path, tiny_model_dir, "loss.lambda_kd=1.0", teacher)
@@ -176,22 +188,32 @@ def test_each_phase_trains_at_its_multiplier_after_the_warm_up(tiny_model_dir: P
     assert schedule.lr_factor(0) == 0.0 and schedule.lr_factor(1) == pytest.approx(1 / 3)
     multipliers = [p.lr_multiplier for p in cfg.curriculum_phases]
     assert [schedule.lr_factor(s) for s in (5, 9, 10, 19, 20, 29)] == pytest.approx(
-        [multipliers[0]] * 2 + [multipliers[1]] * 2 + [multipliers[2]] * 2)
+        [multipliers[0]] * 2 + [multipliers[1]] * 2 + [multipliers[2]] * 2
+    )
     weights = schedule.loss_weights(0, schedule.phase(1))
     assert weights.flops == 0.0  # the FLOPS warm-up starts at zero
-    assert schedule.loss_weights(10_000, schedule.phase(3)).temperature == cfg.curriculum_phases[2].temperature
+    assert (
+        schedule.loss_weights(10_000, schedule.phase(3)).temperature == cfg.curriculum_phases[2].temperature
+    )
 
 
 def test_source_caps_bound_the_pool_and_the_mix_is_reported(tiny_model_dir: Path, tmp_path: Path):
     path = tmp_path / "mixed.jsonl"
-    rows = [{"query": f"q{i}", "positive": f"p{i}", "negative": f"n{i}", "source": "big" if i < 30 else "small"}
-            for i in range(40)]
+    rows = [
+        {"query": f"q{i}", "positive": f"p{i}", "negative": f"n{i}", "source": "big" if i < 30 else "small"}
+        for i in range(40)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     pool = capped_pool(["big"] * 30 + ["small"] * 10, {"big": 12}, seed=1)
     assert len(pool) == 22 and (pool >= 30).sum() == 10 and list(pool) == sorted(pool)
     assert np.array_equal(pool, capped_pool(["big"] * 30 + ["small"] * 10, {"big": 12}, seed=1))
-    trainer = _trainer(tmp_path, tiny_model_dir, f"data.train_files=[{path}]", "data.source_caps={big: 12}",
-                       "data.val_files=[]")
+    trainer = _trainer(
+        tmp_path,
+        tiny_model_dir,
+        f"data.train_files=[{path}]",
+        "data.source_caps={big: 12}",
+        "data.val_files=[]",
+    )
     mix = trainer.data.mix()
     assert mix["rows"] == 40 and mix["pool_rows"] == 22
     assert mix["source"]["big"] == {"rows": 30, "pool_rows": 12, "pool_fraction": round(12 / 22, 4)}
