@@ -290,8 +290,9 @@ def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) 
     threads = next(iter(results.values()), {}).get("threads", "?")
     print()
     print(
-        f"training speed: {args.model.name}, {args.triplets.name}, batch {args.batch} triplets x {args.length} "
-        f"tokens, {args.steps} timed steps after {args.warmup} warm-up, {args.device}, {threads} torch threads"
+        f"training speed: {args.model.name}, {args.triplets.name}, batch {args.batch} triplets x "
+        f"{args.length} tokens, {args.steps} timed steps after {args.warmup} warm-up, {args.device}, "
+        f"{threads} torch threads"
     )
     header = (
         f"{'':22}{'setup s':>9}{'teacher s':>10}{'s/step':>9}{'triplets/s':>11}{'vs peer':>9}"
