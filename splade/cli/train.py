@@ -59,19 +59,22 @@ def train_command(
     from splade.trainer.loop import train
 
     result = train(cfg, resume=resume, resume_from=resume_from)
-    last = result.history[-1] if result.history else {}
+    if not result.is_main:  # one summary for a run on several processes
+        return
     typer.echo(
         f"trained {result.global_step} steps, {len(result.history)} epochs"
         + (" (early stop)" if result.stopped_early else "")
     )
     if result.skipped_lines:
         typer.echo(f"skipped {result.skipped_lines} invalid training lines")
-    if last:
-        val = last.get("val") or {}
-        typer.echo(
-            f"last epoch: train loss {last['train'].get('loss', float('nan')):.4f}"
-            + (f", val loss {val['loss']:.4f}, val MRR {val['mrr']:.3f}" if val else "")
-        )
+    last = result.history[-1] if result.history else {}
+    if last.get("train"):
+        typer.echo(f"last epoch: train loss {last['train'].get('loss', float('nan')):.4f}")
+    summary = result.summary
+    if summary.get("best_metric") is not None:
+        monitored = summary["monitored"]
+        value = -summary["best_metric"] if monitored != "train/loss" else summary["best_metric"]
+        typer.echo(f"best {monitored} {value:.4f} at step {summary['best_step']} (epoch {summary['best_epoch']})")
     typer.echo(f"best model: {result.best_model_dir}")
 
 

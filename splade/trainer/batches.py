@@ -94,7 +94,8 @@ def tokenized_triplets(
 
 @dataclass
 class TripletBatch:
-    """One micro-batch: padded queries and documents (positives, then negatives) and their text rows."""
+    """One micro-batch: this process's padded queries and documents (positives, then negatives), and the
+    text rows of the whole (global) batch's queries, positives and negatives."""
 
     query_ids: torch.Tensor
     query_mask: torch.Tensor
@@ -105,7 +106,13 @@ class TripletBatch:
     negative_rows: np.ndarray
 
     def __len__(self) -> int:
+        """Triplets in the global batch."""
         return len(self.query_rows)
+
+    @property
+    def local_size(self) -> int:
+        """Triplets this process encodes."""
+        return int(self.query_ids.shape[0])
 
     def to(self, device: torch.device) -> TripletBatch:
         pinned = device.type == "cuda"
@@ -128,10 +135,13 @@ class TripletBatch:
         return torch.from_numpy(mask).to(self.query_ids.device)
 
 
-def make_batch(table: TextTable, rows: TripletRows, indices: np.ndarray, pad_id: int) -> TripletBatch:
-    """The micro-batch of triplets `indices`."""
-    q, p, n = rows.query[indices], rows.positive[indices], rows.negative[indices]
+def make_batch(
+    table: TextTable, rows: TripletRows, indices: np.ndarray, pad_id: int, local: np.ndarray | None = None
+) -> TripletBatch:
+    """The micro-batch of triplets `indices`; this process encodes `local` (a part of them, default all)."""
+    local = indices if local is None else local
+    q, p, n = rows.query[local], rows.positive[local], rows.negative[local]
     query_ids, query_mask = pad_rows(table.rows(q), pad_id)
     doc_ids, doc_mask = pad_rows(table.rows(np.concatenate([p, n])), pad_id)
     tensors = [torch.from_numpy(a) for a in (query_ids, query_mask, doc_ids, doc_mask)]
-    return TripletBatch(*tensors, q, p, n)
+    return TripletBatch(*tensors, rows.query[indices], rows.positive[indices], rows.negative[indices])

@@ -22,7 +22,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from splade.atomic import atomic_dir, write_json
-from splade.config import TrainConfig
+from splade.config import DevConfig, TrainConfig
 from splade.errors import SpladeError
 from splade.model import SpladeModel
 from splade.model.pooling import default_pooling
@@ -32,6 +32,7 @@ from splade.trainer.batches import make_batch
 from splade.trainer.curriculum import PhaseSettings
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.distill import TeacherScores
+from splade.trainer.distributed import Distributed
 from splade.trainer.losses import SpladeLoss, similarity
 from splade.trainer.metrics import ProgressBar, ScalarLogger, ranking_stats, sparsity_stats
 from splade.trainer.sampler import epoch_indices
@@ -56,6 +57,7 @@ class TrainResult:
     skipped_lines: int = 0
     last_checkpoint: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    is_main: bool = True  # rank 0 of a run on several processes (the one that wrote the outputs)
 
 
 def seed_everything(seed: int) -> None:
@@ -104,13 +106,18 @@ class Trainer:
         self._threads = torch.get_num_threads()
         if self.cfg_t.num_threads:
             torch.set_num_threads(self.cfg_t.num_threads)
-        self.device = resolve_device(self.cfg_t.device)
+        self.dist = Distributed.from_environment()
+        self.is_main = self.dist.is_main
+        self.device = self.dist.device(resolve_device(self.cfg_t.device))
         self._timed("model", self._load_model)
         self.tokenizer = TextTokenizer(self.model.tokenizer)
-        self.data = self._timed("data", lambda: TrainingData.load(config, self.tokenizer))
-        self._timed("loss", self._build_loss)
-        self._timed("teacher", self._build_teacher)
-        self.dev = self._timed("dev sets", lambda: DevEvaluator(config.dev, self.cfg_t.seed))
+        with self.dist.main_first():  # rank 0 fills the caches the others then read
+            self.data = self._timed("data", lambda: TrainingData.load(config, self.tokenizer))
+            self._timed("loss", self._build_loss)
+            self._timed("teacher", self._build_teacher)
+        self.dev = self._timed(
+            "dev sets", lambda: DevEvaluator(config.dev if self.is_main else DevConfig(), self.cfg_t.seed)
+        )
         self._build_optimizer()
         self.val_rows = self._validation_batches()
         self.state = ckpt.TrainerState(skipped_lines=self.data.dataset.skipped)
@@ -201,6 +208,7 @@ class Trainer:
             t.max_grad_norm,
             self.teacher,
             self.config.loss.mask_false_negatives,
+            self.dist,
         )
 
     def _validation_batches(self) -> list[Any]:
@@ -278,14 +286,15 @@ class Trainer:
             )
             torch.set_num_threads(self._threads)
             return self._result(self.checkpoint)
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "train_config.json", self.config.model_dump(mode="json"))
-        write_json(self.out / "data_mix.json", self.data.mix())
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(self.out / "train_config.json", self.config.model_dump(mode="json"))
+            write_json(self.out / "data_mix.json", self.data.mix())
         tb = ScalarLogger(
-            self.out / "tensorboard" if self.config.output.tensorboard else None,
+            self.out / "tensorboard" if self.config.output.tensorboard and self.is_main else None,
             purge_step=state.global_step + 1 if self.checkpoint else None,
         )
-        bar = ProgressBar(self._total_micro_batches(), self._done_micro_batches())
+        bar = ProgressBar(self._total_micro_batches(), self._done_micro_batches(), enabled=self.is_main)
         finished = self._reached_max_steps()
         if finished and state.epoch <= t.num_epochs:
             log.warning(
@@ -308,12 +317,15 @@ class Trainer:
                 batches = self.data.pool[order].reshape(self.micro_batches, -1)
                 started = time.time()
                 for b in range(state.batch_in_epoch, self.micro_batches):
-                    batch = make_batch(self.data.table, self.data.rows, batches[b], self.tokenizer.pad_id)
+                    local = self.dist.shard(batches[b])
+                    batch = make_batch(
+                        self.data.table, self.data.rows, batches[b], self.tokenizer.pad_id, local
+                    )
                     weights = self.schedule.loss_weights(state.global_step, phase)
-                    self.step.micro_batch(batch.to(self.device), weights, self._group_size(b))
+                    boundary = (b + 1) % t.gradient_accumulation_steps == 0 or b + 1 == self.micro_batches
+                    self.step.micro_batch(batch.to(self.device), weights, self._group_size(b), boundary)
                     state.batch_in_epoch = b + 1
                     bar.update(phase.index)
-                    boundary = (b + 1) % t.gradient_accumulation_steps == 0 or b + 1 == self.micro_batches
                     if not boundary:
                         continue
                     last_ckpt = self._after_optimizer_step(epoch, phase, tb, bar, last_ckpt)
@@ -333,9 +345,7 @@ class Trainer:
             bar.close()
             tb.close()
             torch.set_num_threads(self._threads)
-        if not (
-            self.out / "best_model"
-        ).is_dir():  # nothing evaluated yet (max_steps): keep the final weights
+        if self.is_main and not (self.out / "best_model").is_dir():  # nothing evaluated yet: the last weights
             self._save_best()
         return self._result(last_ckpt, partial)
 
@@ -416,6 +426,7 @@ class Trainer:
                 "val_examples": sum(len(b) for b in self.val_rows),
                 "setup_seconds": {k: round(v, 2) for k, v in self.setup_seconds.items()},
             },
+            is_main=self.is_main,
         )
 
     def _total_micro_batches(self) -> int:
@@ -471,11 +482,14 @@ class Trainer:
         return improved
 
     def _evaluate_mid_epoch(self, epoch: int, phase: PhaseSettings, tb: ScalarLogger) -> None:
-        """A `dev.every_steps` evaluation: selection and early stopping, recorded in the history file."""
-        record = self._evaluate(epoch, phase, tb)
-        record["best"] = self._select(record, phase)
-        self.state.evaluations.append(record)
-        self._write_history(self.state.history)
+        """A `dev.every_steps` evaluation: selection and early stopping, recorded in the history file (rank
+        0 evaluates and decides)."""
+        if self.is_main:
+            record = self._evaluate(epoch, phase, tb)
+            record["best"] = self._select(record, phase)
+            self.state.evaluations.append(record)
+            self._write_history(self.state.history)
+        self.state.stopped_early = self.dist.broadcast_flag(self.state.stopped_early)
 
     def _write_history(self, entries: list[dict[str, Any]]) -> None:
         state = self.state
@@ -511,10 +525,12 @@ class Trainer:
     def _end_epoch(self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger) -> None:
         """Evaluate, record history, keep the best model, move to the next epoch, decide early stopping."""
         state = self.state
-        record = self._epoch_record(epoch, phase, started, tb)
-        record["best"] = self._select(record, phase)
-        state.history.append(record)
-        self._write_history(state.history)
+        if self.is_main:
+            record = self._epoch_record(epoch, phase, started, tb)
+            record["best"] = self._select(record, phase)
+            state.history.append(record)
+            self._write_history(state.history)
+        state.stopped_early = self.dist.broadcast_flag(state.stopped_early)
         state.epoch, state.batch_in_epoch, state.epoch_sums = epoch + 1, 0, {}
         self.step.epoch = RunningMeans(device=self.device)
 
@@ -526,8 +542,10 @@ class Trainer:
         state = self.state
         if last_ckpt is None or last_ckpt.name != f"checkpoint_{state.global_step}":
             last_ckpt = self._save(phase)
-        record = {**self._epoch_record(epoch, phase, started, tb), "best": False, "partial": True}
-        self._write_history([*state.history, record])
+        record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step, "partial": True}
+        if self.is_main:
+            record = {**self._epoch_record(epoch, phase, started, tb), "best": False, "partial": True}
+            self._write_history([*state.history, record])
         log.info(
             "stopped at training.max_steps=%d in epoch %d after %d of %d batches; --resume continues it",
             self.cfg_t.max_steps,
@@ -538,11 +556,15 @@ class Trainer:
         return last_ckpt, record
 
     def _save(self, phase: PhaseSettings) -> Path:
+        """A checkpoint of the run's position (written by rank 0; the others wait for it)."""
         if not self.step.is_finite():
             self._fail_non_finite(self.state.epoch)
+        self.state.epoch_sums = self.step.epoch.state()
+        if not self.is_main:
+            self.dist.barrier()
+            return self.out / f"checkpoint_{self.state.global_step}"
         if self.teacher is not None:
             self.teacher.flush()
-        self.state.epoch_sums = self.step.epoch.state()
         path = ckpt.save_checkpoint(
             self.out,
             self.model,
@@ -562,6 +584,7 @@ class Trainer:
             },
         )
         ckpt.rotate_checkpoints(self.out, self.cfg_t.save_total_limit)
+        self.dist.barrier()
         return path
 
     def _save_best(self) -> None:

@@ -40,8 +40,9 @@ class ProgressBar:
     """One bar for the run: micro-batches done of those the run will do (`max_steps` included), with the
     phase, and the loss and learning rate of the last log line."""
 
-    def __init__(self, total: int, done: int) -> None:
-        self.bar = tqdm(total=total, initial=min(done, total), desc="train", unit="batch", dynamic_ncols=True)
+    def __init__(self, total: int, done: int, enabled: bool = True) -> None:
+        self.bar = tqdm(total=total, initial=min(done, total), desc="train", unit="batch", dynamic_ncols=True,
+                        disable=not enabled)
         self.postfix: dict[str, str] = {}
 
     def update(self, phase: int) -> None:

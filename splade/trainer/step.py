@@ -17,7 +17,23 @@ from torch import Tensor
 from splade.model import SpladeModel, bag_of_tokens
 from splade.trainer.batches import TripletBatch
 from splade.trainer.distill import TeacherScores
+from splade.trainer.distributed import Distributed
 from splade.trainer.losses import LossOutput, LossWeights, SpladeLoss
+
+
+class PairForward(torch.nn.Module):
+    """Queries and documents through the model in one module call (what DDP wraps), each batch padded to
+    its own length."""
+
+    def __init__(self, model: SpladeModel, pooling: str) -> None:
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+
+    def forward(self, query_ids: Tensor, query_mask: Tensor, doc_ids: Tensor, doc_mask: Tensor):  # noqa: ANN201
+        q = self.model(query_ids, query_mask, pooling=self.pooling)
+        docs = self.model(doc_ids, doc_mask, pooling=self.pooling)
+        return q, docs
 
 
 class RunningMeans:
@@ -61,13 +77,21 @@ class TrainStep:
         max_grad_norm: float,
         teacher: TeacherScores | None = None,
         mask_false_negatives: bool = True,
+        distributed: Distributed | None = None,
     ) -> None:
         self.model = model
+        self.distributed = distributed or Distributed()
+        self.pair = PairForward(model, pooling)
+        self.wrapped: torch.nn.Module = self.pair
+        if self.distributed.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [model.vocab_keep.device.index] if model.vocab_keep.is_cuda else None
+            self.wrapped = DistributedDataParallel(self.pair, device_ids=device_ids)
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.scaler = scaler
-        self.pooling = pooling
         self.autocast_dtype = autocast_dtype
         self.max_grad_norm = max_grad_norm
         self.teacher = teacher
@@ -87,41 +111,57 @@ class TrainStep:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 yield
 
-    def forward(self, batch: TripletBatch, weights: LossWeights, with_teacher: bool = True) -> LossOutput:
-        """The loss of one micro-batch (queries and documents encoded separately, each padded to its own
-        length)."""
+    @property
+    def pooling(self) -> str:
+        return self.pair.pooling
+
+    @pooling.setter
+    def pooling(self, value: str) -> None:
+        self.pair.pooling = value
+
+    def forward(
+        self, batch: TripletBatch, weights: LossWeights, with_teacher: bool = True, gather: bool = True
+    ) -> LossOutput:
+        """The loss of the global batch: this process encodes its part, the parts are gathered (with
+        gradients) when training on several processes; `gather=False` (validation) stays local."""
+        module = self.wrapped if gather else self.pair
         with self._precision():
-            q = self.model(batch.query_ids, batch.query_mask, pooling=self.pooling)
-            docs = self.model(batch.doc_ids, batch.doc_mask, pooling=self.pooling)
+            q, docs = module(batch.query_ids, batch.query_mask, batch.doc_ids, batch.doc_mask)
         q, docs = q.float(), docs.float()
-        size = len(batch)
+        local = batch.local_size
         keep = self.model.vocab_keep
         width = self.model.vocab_size
         query_bag = bag_of_tokens(batch.query_ids, batch.query_mask, width) * keep
-        positive_bag = bag_of_tokens(batch.doc_ids[:size], batch.doc_mask[:size], width) * keep
+        positive_bag = bag_of_tokens(batch.doc_ids[:local], batch.doc_mask[:local], width) * keep
+        p, n = docs[:local], docs[local:]
+        if gather and self.distributed.enabled:
+            gather_all = self.distributed.gather
+            q, p, n = gather_all(q), gather_all(p), gather_all(n)
+            with torch.no_grad():
+                query_bag, positive_bag = gather_all(query_bag), gather_all(positive_bag)
         teacher_scores = None
         if with_teacher and self.teacher is not None and weights.kd > 0:
             documents = np.concatenate([batch.positive_rows, batch.negative_rows])
             teacher_scores = self.teacher.scores(batch.query_rows, documents)
         false_negatives = batch.false_negatives() if self.mask_false_negatives else None
-        out = self.loss_fn(
-            q,
-            docs[:size],
-            docs[size:],
-            query_bag,
-            positive_bag,
-            weights,
-            teacher_scores=teacher_scores,
-            false_negatives=false_negatives,
-        )
-        self.last = (q.detach(), docs.detach())
+        out = self.loss_fn(q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives)
+        self.last = (q.detach(), torch.cat([p, n]).detach())
         return out
 
-    def micro_batch(self, batch: TripletBatch, weights: LossWeights, group: int) -> None:
-        """Forward and backward one micro-batch; its loss is divided by the size of its accumulation group."""
-        out = self.forward(batch, weights)
-        loss = out.total / group
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+    def micro_batch(
+        self, batch: TripletBatch, weights: LossWeights, group: int, last_of_group: bool = True
+    ) -> None:
+        """Forward and backward one micro-batch; its loss is divided by the size of its accumulation group.
+        On several processes gradients are averaged once a group, after its last micro-batch."""
+        sync = (
+            contextlib.nullcontext()
+            if last_of_group or not self.distributed.enabled
+            else self.wrapped.no_sync()
+        )
+        with sync:
+            out = self.forward(batch, weights)
+            loss = out.total / group
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
         total = out.total.detach()
         self.finite &= torch.isfinite(total)
         values = {"loss": total, **{f"loss_{k}": v.detach().float() for k, v in out.components.items()}}
