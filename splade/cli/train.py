@@ -74,7 +74,8 @@ def train_command(
     if summary.get("best_metric") is not None:
         monitored = summary["monitored"]
         value = -summary["best_metric"] if monitored != "train/loss" else summary["best_metric"]
-        typer.echo(f"best {monitored} {value:.4f} at step {summary['best_step']} (epoch {summary['best_epoch']})")
+        where = f"step {summary['best_step']} (epoch {summary['best_epoch']})"
+        typer.echo(f"best {monitored} {value:.4f} at {where}")
     typer.echo(f"best model: {result.best_model_dir}")
 
 
