@@ -32,10 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-DEFAULT_MODEL = SHARED / "models" / "me5-small-koen"
-DEFAULT_TRIPLETS = REPO / "data" / "ko" / "train.jsonl"
+from common import KOREAN_TRIPLETS, ME5, REPO, ensure_triplets
+
+DEFAULT_MODEL = ME5
+DEFAULT_TRIPLETS = KOREAN_TRIPLETS
 STARTED = time.perf_counter()
 
 # row name -> overrides of the v23 config (on top of the common ones)
@@ -49,33 +49,6 @@ VARIANTS: dict[str, list[str]] = {
     "torch.compile": ["training.compile=true"],
 }
 PEER = "sentence-transformers"
-
-
-def ensure_triplets(path: Path) -> Path:
-    """The benchmark's triplets; the Korean set is built first when it is the default and missing."""
-    if path.is_file():
-        return path
-    if path != DEFAULT_TRIPLETS:
-        sys.exit(f"no triplets at {path}")
-    if not (SHARED / "data").is_dir():
-        sys.exit(f"no triplets at {path} and no ../shared/data to build them from: pass --triplets FILE")
-    print(f"building {path} with splade data build --config configs/data_ko.yaml (once)", flush=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "splade",
-            "data",
-            "build",
-            "--config",
-            "configs/data_ko.yaml",
-            "--out",
-            str(path.parent),
-        ],
-        cwd=REPO,
-        check=True,
-    )
-    return path
 
 
 def peak_memory_mib(device: str) -> float:

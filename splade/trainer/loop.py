@@ -235,7 +235,7 @@ class Trainer:
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, phase: PhaseSettings) -> dict[str, float]:
+    def validate(self, phase: PhaseSettings, with_dev: bool = True) -> dict[str, float]:
         """Validation triplets (loss, in-batch ranking, sparsity), then the dev sets' retrieval metric."""
         results: dict[str, float] = {}
         if self.val_rows:
@@ -259,7 +259,7 @@ class Trainer:
                 )
             self.model.train()
             results.update(means.read())
-        if self.dev:
+        if self.dev and with_dev:
             results.update(self.dev.evaluate(self.model, self.pooling, self.device))
         return results
 
@@ -447,9 +447,11 @@ class Trainer:
         return min(steps, self.micro_batches - b // steps * steps)
 
     # ---- evaluations, selection, history ------------------------------------------------------------
-    def _evaluate(self, epoch: int, phase: PhaseSettings, tb: ScalarLogger) -> dict[str, Any]:
+    def _evaluate(
+        self, epoch: int, phase: PhaseSettings, tb: ScalarLogger, with_dev: bool = True
+    ) -> dict[str, Any]:
         """Validation and dev metrics now, and the monitored value (lower is better)."""
-        val = self.validate(phase)
+        val = self.validate(phase, with_dev)
         tb.log({(k if "/" in k else f"val/{k}"): v for k, v in val.items()}, self.state.global_step)
         monitored, metric = self._monitored(val, self.step.epoch.read())
         return {
@@ -460,6 +462,10 @@ class Trainer:
             "monitored": monitored,
             "metric": metric,
         }
+
+    @property
+    def _dev_every_steps(self) -> bool:
+        return bool(self.dev and self.config.dev.every_steps)
 
     def _select(self, record: dict[str, Any], phase: PhaseSettings) -> bool:
         """Keep the best model and count towards early stopping; True when this evaluation is the best."""
@@ -512,7 +518,7 @@ class Trainer:
         train_stats = self.step.epoch.read()
         tb.log({f"epoch/train_{k}": v for k, v in train_stats.items()}, epoch)
         return {
-            **self._evaluate(epoch, phase, tb),
+            **self._evaluate(epoch, phase, tb, with_dev=not self._dev_every_steps),
             "phase_name": phase.name,
             "temperature": phase.temperature,
             "lambda_infonce": phase.lambda_infonce,
@@ -527,7 +533,8 @@ class Trainer:
         state = self.state
         if self.is_main:
             record = self._epoch_record(epoch, phase, started, tb)
-            record["best"] = self._select(record, phase)
+            # with dev.every_steps the dev evaluations alone select; an epoch's end only records
+            record["best"] = not self._dev_every_steps and self._select(record, phase)
             state.history.append(record)
             self._write_history(state.history)
         state.stopped_early = self.dist.broadcast_flag(state.stopped_early)

@@ -1,0 +1,261 @@
+"""Retrieval quality: a v23 model from me5-small-koen against BM25, dense e5 and sentence-transformers.
+
+1. The Korean triplets of `splade data build --config configs/data_ko.yaml` (built when missing).
+2. `splade train v23` from me5-small-koen with the me5 teacher, the dev sets (sampled) selecting the best
+   model: on a CPU the v23 curriculum scaled to `--steps` optimizer steps (20 epochs of steps/20), on a
+   GPU the full schedule (`--full`). `--variant NAME=KEY=VALUE[;KEY=VALUE...]` trains more v23 variants
+   the same way (e.g. `--variant cosine=loss.similarity=cosine`), so choices are measured side by side.
+3. sentence-transformers `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` for the same
+   steps, batch and length on the same triplets (its documented regularizer weights).
+4. `splade eval` on the dev splits of korquad, msmarco-ko and msmarco-koen, each against its own corpus
+   and against the merged corpus, with Kiwi BM25 and dense me5-small-koen.
+
+It prints one table (NDCG@10 per set and corpus, Recall@1000 on the merged corpus, terms per query and
+per document) and each model's dev curve; reports, runs and logs stay under `--out`.
+
+    python benchmarks/bench_quality.py [--device cpu|cuda] [--steps 200] [--batch 16] [--full]
+                                       [--variant NAME=OVERRIDES ...] [--max-queries N] [--no-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import DEV_SETS, KOREAN_TRIPLETS, ME5, REPO, ensure_triplets
+
+SETS = [path.name for path in DEV_SETS]
+PEER = "sentence-transformers"
+
+
+def run(command: list[str], log: Path) -> None:
+    """Run a command, its output into `log`; stop with the log's tail when it fails."""
+    started = time.perf_counter()
+    print(f"$ {' '.join(command)}", flush=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("w", encoding="utf-8") as handle:
+        proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if proc.returncode != 0:
+        sys.exit(f"failed ({log}):\n" + "\n".join(log.read_text(encoding="utf-8").splitlines()[-30:]))
+    print(f"  done in {time.perf_counter() - started:.0f} s (log {log})", flush=True)
+
+
+def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> Path:
+    out = args.out / name
+    settings = [
+        f"model.name={args.model}",
+        f"loss.teacher.name={args.model}",
+        f"data.train_files=[{args.triplets}]",
+        "data.val_files=[]",
+        f"data.batch_size={args.batch}",
+        f"training.device={args.device}",
+        f"dev.sets=[{','.join(str(p) for p in DEV_SETS)}]",
+        f"dev.max_queries={args.dev_queries}",
+        f"dev.max_documents={args.dev_documents}",
+        "training.save_steps=null",
+    ]
+    if not args.full:  # the v23 curriculum (20 epochs, 3 phases) scaled to --steps optimizer steps
+        settings += [f"data.epoch_size={args.steps * args.batch // 20}", f"dev.every_steps={args.steps // 4}"]
+    command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
+    for override in [*settings, *overrides]:
+        command += ["--set", override]
+    run(command, args.out / f"train-{name}.log")
+    return out / "best_model"
+
+
+def train_peer(args: argparse.Namespace) -> Path:
+    out = args.out / PEER
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--model",
+        str(args.model),
+        "--triplets",
+        str(args.triplets),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--device",
+        args.device,
+        "--out",
+        str(out),
+    ]
+    run(command, args.out / f"train-{PEER}.log")
+    return out
+
+
+def peer_worker(args: argparse.Namespace) -> None:
+    """sentence-transformers' SPLADE recipe on the same triplets, as its documentation trains it."""
+    import contextlib
+
+    import torch
+    from sentence_transformers.sparse_encoder import SparseEncoder
+    from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
+    from tqdm.auto import tqdm
+
+    from splade.data.triplets import load_triplets
+
+    torch.manual_seed(42)
+    rows = load_triplets([args.triplets]).triplets
+    order = list(range(len(rows)))
+    random.Random(42).shuffle(order)
+    model = SparseEncoder(str(args.model), device=args.device)
+    model.max_seq_length = 128
+    loss_fn = SpladeLoss(
+        model,
+        SparseMultipleNegativesRankingLoss(model),
+        query_regularizer_weight=5e-5,
+        document_regularizer_weight=3e-5,
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    warmup = max(1, args.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (args.steps - s) / max(1, args.steps - warmup)),
+    )
+    precision = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else contextlib.nullcontext()
+    )
+    model.train()
+    for step in tqdm(range(args.steps), desc=PEER):
+        batch = [rows[order[(step * args.batch + i) % len(rows)]] for i in range(args.batch)]
+        features = [
+            model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")
+        ]
+        features = [{k: v.to(args.device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
+        with precision:
+            losses = loss_fn(features, None)
+            loss = sum(losses.values()) if isinstance(losses, dict) else losses
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.save(str(args.out))
+
+
+def evaluate(args: argparse.Namespace, models: dict[str, Path], merged: bool) -> dict:
+    name = "merged" if merged else "own"
+    out = args.out / f"eval-{name}"
+    command = [sys.executable, "-m", "splade", "eval", "--out", str(out), "--dense", str(args.model)]
+    command += [part for path in DEV_SETS for part in ("--dataset", str(path))]
+    command += [part for system, path in models.items() for part in ("--splade", f"{system}={path}")]
+    if merged:
+        command.append("--merged-corpus")
+    if args.max_queries:
+        command += ["--max-queries", str(args.max_queries)]
+    if args.device == "cuda":
+        command += ["--device", "cuda"]
+    run(command, args.out / f"eval-{name}.log")
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def _systems(results: dict) -> dict[str, dict[str, dict]]:
+    """{system: {dataset: system result}}"""
+    table: dict[str, dict[str, dict]] = {}
+    for dataset in results["datasets"]:
+        for system in dataset["systems"]:
+            table.setdefault(system["name"], {})[dataset["name"]] = system
+    return table
+
+
+def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
+    own_rows, merged_rows = _systems(own), _systems(merged)
+    print()
+    budget = (
+        "full v23 schedule"
+        if args.full
+        else f"{args.steps} steps of batch {args.batch}, v23 curriculum scaled"
+    )
+    print(
+        f"retrieval quality on the dev splits ({args.device}; SPLADE models: {budget}; "
+        f"{args.max_queries or 'all'} queries a set)"
+    )
+    header = f"{'system':22}" + "".join(f"{s + ' own':>16}{s + ' merged':>19}{'R@1000':>8}" for s in SETS)
+    print(header + f"{'q terms':>9}{'d terms':>9}")
+    for system, by_set in own_rows.items():
+        cells = ""
+        for name in SETS:
+            a = by_set.get(name, {}).get("metrics", {}).get("ndcg@10", float("nan"))
+            merged_result = merged_rows.get(system, {}).get(name, {})
+            b = merged_result.get("metrics", {}).get("ndcg@10", float("nan"))
+            recall = merged_result.get("metrics", {}).get("recall@1000", float("nan"))
+            cells += f"{a:16.3f}{b:19.3f}{recall:8.3f}"
+        efficiency = next(iter(merged_rows.get(system, by_set).values()))["efficiency"]
+        terms = f"{efficiency['avg_query_terms']:9.1f}{efficiency['avg_doc_terms']:9.1f}"
+        print(f"{system:22}{cells}{terms}")
+    print(
+        "targets (NDCG@10, own corpus): korquad 0.955 (BM25), msmarco-ko 0.936 (dense), "
+        "msmarco-koen 0.621 (dense)"
+    )
+
+
+def print_curves(args: argparse.Namespace, names: list[str]) -> None:
+    for name in names:
+        path = args.out / name / "training_history.json"
+        if not path.is_file():
+            continue
+        history = json.loads(path.read_text(encoding="utf-8"))
+        points = [(e["global_step"], e["val"]) for e in history.get("evaluations", [])]
+        points = points or [
+            (e["global_step"], e["val"]) for e in history["epochs"] if "dev/ndcg@10" in e["val"]
+        ]
+        curve = ", ".join(
+            f"{step}: {val['dev/ndcg@10']:.3f} ({val['dev/active_terms_query']:.0f}/"
+            f"{val['dev/active_terms_doc']:.0f} terms)"
+            for step, val in points
+        )
+        print(f"{name} dev NDCG@10 by step (query/doc terms): {curve}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--model", type=Path, default=ME5)
+    parser.add_argument("--triplets", type=Path, default=KOREAN_TRIPLETS)
+    parser.add_argument(
+        "--steps", type=int, default=200, help="optimizer steps (the curriculum is scaled to them)"
+    )
+    parser.add_argument("--batch", type=int, default=None, help="triplets a step (default 16 CPU, 64 GPU)")
+    parser.add_argument("--full", action="store_true", help="the full v23 schedule instead of --steps")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[;KEY=VALUE...]")
+    parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers")
+    parser.add_argument("--max-queries", type=int, default=None, help="queries a set in the final evaluation")
+    parser.add_argument("--dev-queries", type=int, default=100, help="dev queries a set while training")
+    parser.add_argument("--dev-documents", type=int, default=1000, help="dev documents a set while training")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_quality")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.batch = args.batch or (64 if args.device == "cuda" else 16)
+    if args.worker:
+        peer_worker(args)
+        return
+    if not args.model.exists() or not all(p.is_dir() for p in DEV_SETS):
+        sys.exit(
+            "needs ../shared/models/me5-small-koen and ../shared/data/beir/{korquad,msmarco-ko,msmarco-koen}"
+        )
+    args.triplets = ensure_triplets(args.triplets)
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = {"splade-v23": train_splade(args, "splade-v23", [])}
+    for spec in args.variant:
+        name, _, overrides = spec.partition("=")
+        models[f"splade-{name}"] = train_splade(
+            args, f"splade-{name}", [o for o in overrides.split(";") if o]
+        )
+    if not args.no_peer:
+        models[PEER] = train_peer(args)
+    own, merged = evaluate(args, models, merged=False), evaluate(args, models, merged=True)
+    print_table(args, own, merged)
+    print_curves(args, [m for m in models if m != PEER])
+
+
+if __name__ == "__main__":
+    main()
