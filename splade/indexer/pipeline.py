@@ -87,7 +87,7 @@ def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata,
 
 def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, top_k: int | None = None,
                 threshold: float = 0.0, batch_size: int = 32, append: bool = False, device: str | None = None,
-                show_progress: bool = True) -> dict[str, Any]:
+                show_progress: bool = True, duplicate_ids: str = "error") -> dict[str, Any]:
     """`splade index`: load the corpus (fails before anything is built), encode it, and build the index.
 
     A local index is built in a temporary folder that replaces the target in one rename; an OpenSearch
@@ -105,7 +105,7 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
         raise at_option("--batch-size", "must be at least 1")
     corpus_path = Path(corpus_dir)
     corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
-    documents = list(load_corpus(corpus_file).values())
+    documents = list(load_corpus(corpus_file, duplicate_ids).values())
     if not documents:
         raise SpladeError(f"{corpus_file}: no documents")
     if target.backend == "local":
