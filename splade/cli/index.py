@@ -85,8 +85,11 @@ def register(app: typer.Typer) -> None:
         summary = build_index(model, corpus, target, top_k=top_k_doc, threshold=threshold,
                               batch_size=batch_size, append=append, device=device,
                               duplicate_ids=duplicate_ids)
-        Console(stderr=True).print(f"indexed {summary['documents']} documents into the {summary['backend']} "
-                                   f"index {summary['index']} ({summary['device']})")
+        console = Console(stderr=True, soft_wrap=True)
+        for note in summary["notes"]:
+            console.print(note, markup=False)
+        console.print(f"indexed {summary['documents']} documents into the {summary['backend']} "
+                      f"index {summary['index']} ({summary['device']})")
 
     @app.command("search")
     def search_command(
