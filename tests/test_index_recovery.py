@@ -165,9 +165,12 @@ def splade_cli(*args: str, kill_before_publish: bool = False) -> subprocess.Comp
 
 def test_cli_append_after_a_killed_append_and_a_second_writer(tmp_path: Path,
                                                                tiny_model_dir: Path) -> None:
+    from splade.indexer.pipeline import IndexTarget, build_index
+
     path = tmp_path / "idx"
     model = ["--model", str(tiny_model_dir), "--index", str(path)]
-    assert splade_cli("index", *model, "--corpus", str(write_corpus(tmp_path / "c1", "a", 5))).returncode == 0
+    build_index(tiny_model_dir, write_corpus(tmp_path / "c1", "a", 5), IndexTarget("local", str(path)),
+                show_progress=False)
     more = write_corpus(tmp_path / "c2", "b", 3)
     killed = splade_cli("index", *model, "--corpus", str(more), "--append", kill_before_publish=True)
     assert killed.returncode == -signal.SIGKILL
