@@ -9,19 +9,24 @@ prints the average fraction of all postings a query touches, to judge how realis
 
 Prints build time, index size, p50/p99 single-query latency, QPS (one thread, queries one at a time)
 and recall@10 against the exact top 10, side by side with ratios against brute force (a scipy.sparse
-CSR matrix-vector product and `argpartition` per query), then p50 latency as the corpus grows.
+CSR matrix-vector product and `argpartition` per query), then the embedded index searched by 1 and by
+N reader processes at once (each opens the index itself and runs every query; total QPS over the
+wall time of all of them, p99 over all their latencies), then p50 latency as the corpus grows.
 
-    python benchmarks/bench_index.py [--docs 100000] [--queries 500] [--zipf 1.0] [--no-seismic]
-                                     [--no-scaling]
+    python benchmarks/bench_index.py [--docs 100000] [--queries 500] [--zipf 1.0] [--readers 4]
+                                     [--no-seismic] [--no-scaling]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -152,6 +157,46 @@ def seismic_index(docs: SparseBatch, queries: SparseBatch):
     return search, build
 
 
+def reader_process(folder: str, queries: SparseBatch, start: Any, out: Any) -> None:
+    """One reader: open the index (memory-mapped), wait until every reader has, run each query once."""
+    index = LocalSparseIndex.open(folder)
+    singles = [queries.select([q]) for q in range(len(queries))]
+    start.wait()
+    began = time.monotonic()  # one clock across processes
+    latencies, _ = timed(lambda q: index.search(singles[q], TOP_K), len(singles))
+    out.put((latencies, began, time.monotonic()))
+
+
+def concurrent_readers(folder: Path, queries: SparseBatch, readers: int) -> tuple[float, np.ndarray]:
+    """Total QPS of `readers` processes searching at once, and all their latencies (seconds)."""
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(readers), context.Queue()
+    workers = [context.Process(target=reader_process, args=(str(folder), queries, start, out))
+               for _ in range(readers)]
+    for worker in workers:
+        worker.start()
+    reports = [out.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    wall = max(end for _, _, end in reports) - min(began for _, began, _ in reports)
+    latencies = np.concatenate([lat for lat, _, _ in reports])
+    return latencies.size / wall, latencies
+
+
+def readers_table(folder: Path, queries: SparseBatch, readers: int) -> Table:
+    """The embedded index searched by one reader process, then by `readers` at once."""
+    table = Table(title=f"reader processes at once ({os.cpu_count()} CPUs), {len(queries):,} queries each")
+    for column in ("readers", "total QPS", "QPS per reader", "p50 ms", "p99 ms", "total QPS vs 1 reader"):
+        table.add_column(column, justify="right")
+    single = None
+    for n in sorted({1, readers}):
+        qps, latencies = concurrent_readers(folder, queries, n)
+        single = single or qps
+        table.add_row(str(n), f"{qps:,.0f}", f"{qps / n:,.0f}", f"{np.percentile(latencies, 50) * 1e3:.2f}",
+                      f"{np.percentile(latencies, 99) * 1e3:.2f}", f"{qps / single:.2f}x")
+    return table
+
+
 def head(batch: SparseBatch, n: int) -> SparseBatch:
     """The first `n` rows."""
     end = batch.indptr[n]
@@ -178,6 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--readers", type=int, default=4,
+                        help="reader processes searching at once, beside one alone (0: skip)")
     parser.add_argument("--no-seismic", action="store_true", help="skip pyseismic-lsr")
     parser.add_argument("--no-scaling", action="store_true", help="skip the latency-vs-corpus-size table")
     parser.add_argument("--zipf", type=float, default=1.0, help="term popularity exponent (shared)")
@@ -203,6 +250,7 @@ def main() -> None:
         search, build, size = local_index(docs, queries, Path(tmp) / "index")
         lat, results = timed(search, len(queries))
         rows.append(("splade LocalSparseIndex (mmap)", build, size, lat, recall(results, exact), "exact"))
+        readers = readers_table(Path(tmp) / "index", queries, args.readers) if args.readers > 0 else None
     if args.no_seismic:
         rows.append(("pyseismic-lsr", None, None, np.array([]), float("nan"), "skipped (--no-seismic)"))
     else:
@@ -231,6 +279,8 @@ def main() -> None:
                       f"{np.percentile(lat, 50) * 1e3:.2f}", f"{np.percentile(lat, 99) * 1e3:.2f}",
                       f"{qps:,.0f}", f"{qps / brute_qps:.1f}x", f"{rec:.3f}", note)
     console.print(table)
+    if readers is not None:
+        console.print(readers)
     if not args.no_scaling:
         console.print(scaling_table(docs, queries))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -14,7 +15,8 @@ from typing import Any
 from splade.errors import at_option
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (files created or renamed in it) to disk."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -55,9 +57,28 @@ def recover_dir(target: str | Path) -> bool:
         if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
             continue
         os.replace(aside, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return True
     return False
+
+
+def remove_leftovers(target: str | Path) -> list[str]:
+    """Delete what killed `atomic_dir` writers left beside `target`: `.NAME.*.tmp` folders and the
+    `.NAME.old-PID` copies of writers no longer running; returns the names removed.
+
+    Call it only where no other process can be writing `target` (e.g. under its writer lock), after
+    `recover_dir`.
+    """
+    target = Path(target)
+    removed = []
+    for leftover in sorted(target.parent.glob(f".{glob.escape(target.name)}.*")):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        dead_aside = leftover.name.startswith(f".{target.name}.old-") and pid.isdigit() and not _pid_alive(
+            int(pid))
+        if leftover.is_dir() and (leftover.name.endswith(".tmp") or dead_aside):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover.name)
+    return removed
 
 
 @contextlib.contextmanager
@@ -74,7 +95,7 @@ def atomic_file(target: str | Path, mode: str = "w", encoding: str | None = "utf
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -117,7 +138,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
                 shutil.rmtree(old)
             os.replace(target, old)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -17,3 +17,9 @@ def at_line(path: str | Path, line: int, message: str) -> SpladeError:
 def at_option(option: str, message: str) -> SpladeError:
     """Build an error that names the command-line option or config key."""
     return SpladeError(f"{option}: {message}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

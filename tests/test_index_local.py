@@ -10,7 +10,8 @@ import pytest
 
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata
-from splade.indexer.local import LocalSparseIndex, _Segment
+from splade.indexer.local import LocalSparseIndex
+from splade.indexer.segment import Segment
 from splade.sparse import SparseBatch
 
 VOCAB = 500
@@ -44,6 +45,11 @@ def docs() -> SparseBatch:
 @pytest.fixture()
 def queries() -> SparseBatch:
     return random_batch(25, 8, seed=2)
+
+
+def published_manifest(path: Path) -> dict:
+    """The manifest `CURRENT` points to."""
+    return json.loads((path / (path / "CURRENT").read_text().strip()).read_text())
 
 
 def ids_for(n: int, start: int = 0) -> list[str]:
@@ -91,7 +97,7 @@ def test_incremental_add_delete_replace_and_compact(tmp_path: Path, docs: Sparse
         index.add(ids[:200], docs.select(range(200)))
     with LocalSparseIndex.open(path, expected=META, for_add=True) as index:
         index.add(ids[200:], docs.select(range(200, 400)))
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = published_manifest(path)
     assert [s["n_docs"] for s in manifest["segments"]] == [200, 200]
 
     index = LocalSparseIndex.open(path, expected=META)
@@ -110,7 +116,7 @@ def test_incremental_add_delete_replace_and_compact(tmp_path: Path, docs: Sparse
     assert_exact(hits, scores, 10, live_ids)
 
     index.compact()
-    assert len(json.loads((path / "manifest.json").read_text())["segments"]) == 1
+    assert len(published_manifest(path)["segments"]) == 1
     assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [index._segments[0].name]
     compacted = LocalSparseIndex.open(path)
     assert compacted.count() == 398
@@ -124,11 +130,11 @@ def test_failed_save_leaves_previous_index_intact(tmp_path: Path, docs: SparseBa
         index.add(ids_for(100), docs.select(range(100)))
     before = LocalSparseIndex.open(path).search(queries, 5)
 
-    def broken_write(self: _Segment, folder: Path) -> None:
+    def broken_write(self: Segment, folder: Path) -> None:
         folder.mkdir()
         raise OSError("disk full")
 
-    monkeypatch.setattr(_Segment, "write", broken_write)
+    monkeypatch.setattr(Segment, "write", broken_write)
     index = LocalSparseIndex.open(path)
     index.add(ids_for(100, start=100), docs.select(range(100, 200)))
     with pytest.raises(OSError):
@@ -220,7 +226,7 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
     result = CliRunner().invoke(app, ["index", "--model", str(tiny_model_dir), "--corpus", str(corpus),
                                       "--index", str(out), "--top-k-doc", "64", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = published_manifest(out)
     assert manifest["metadata"]["top_k"] == 64 and manifest["segments"][0]["n_docs"] == 3
     result = CliRunner().invoke(app, ["search", "capital of Korea", "--model", str(tiny_model_dir),
                                       "--index", str(out), "--top-k", "2"], env={"COLUMNS": "200"})

@@ -19,6 +19,9 @@ def evaluate(
     merged_corpus: bool = typer.Option(
         False, "--merged-corpus", help="Search every dataset's queries against all passages of all named "
         "datasets (distractors make Recall@1000 meaningful on small sets)."),
+    duplicate_ids: str = typer.Option(
+        "error", "--duplicate-ids", help="A corpus _id on two lines: error (names both lines), keep-first "
+        "or keep-last."),
     splade: list[str] = typer.Option(
         [], "--splade", "-s", help="SPLADE checkpoint or ONNX export folder, or NAME=FOLDER; repeat to "
         "compare several.", rich_help_panel=SYSTEMS),
@@ -76,7 +79,7 @@ def evaluate(
         settings = OpenSearchSettings.from_env(hosts=hosts, user=user, password=password, api_key=api_key,
                                                ca_certs=ca_certs, verify=verify, timeout=timeout)
     config = EvalConfig(
-        datasets=list(dataset), split=split, merged_corpus=merged_corpus,
+        datasets=list(dataset), split=split, merged_corpus=merged_corpus, duplicate_ids=duplicate_ids,
         splade=[parse_splade_spec(spec) for spec in splade], bm25=bm25, bm25_whitespace=bm25_whitespace,
         dense=dense, dense_query_prefix=query_prefix, dense_passage_prefix=passage_prefix,
         dense_max_length=dense_max_length, backend=backend, opensearch=settings,

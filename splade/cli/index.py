@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option("--batch-size", help="Documents encoded per batch.")] = 32,
         append: Annotated[bool, typer.Option(
             "--append", help="Add to the existing index (same model and pruning), not rebuild.")] = False,
+        duplicate_ids: Annotated[str, typer.Option(
+            "--duplicate-ids", help="A corpus _id on two lines: error (names both lines), keep-first or "
+            "keep-last.")] = "error",
         device: Device = None,
         hosts: Hosts = None, user: User = None, password: Password = None, api_key: ApiKey = None,
         ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,
@@ -80,9 +83,13 @@ def register(app: typer.Typer) -> None:
         target = _target(backend, index, query_mode, hosts, user, password, api_key, ca_certs, insecure,
                          timeout)
         summary = build_index(model, corpus, target, top_k=top_k_doc, threshold=threshold,
-                              batch_size=batch_size, append=append, device=device)
-        Console(stderr=True).print(f"indexed {summary['documents']} documents into the {summary['backend']} "
-                                   f"index {summary['index']} ({summary['device']})")
+                              batch_size=batch_size, append=append, device=device,
+                              duplicate_ids=duplicate_ids)
+        console = Console(stderr=True, soft_wrap=True)
+        for note in summary["notes"]:
+            console.print(note, markup=False)
+        console.print(f"indexed {summary['documents']} documents into the {summary['backend']} "
+                      f"index {summary['index']} ({summary['device']})")
 
     @app.command("search")
     def search_command(

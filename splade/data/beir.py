@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from splade.errors import SpladeError, at_line
 from splade.fileio import iter_json_objects, iter_lines
+
+log = logging.getLogger(__name__)
+DUPLICATE_POLICIES = ("error", "keep-first", "keep-last")
 
 
 @dataclass
@@ -37,17 +41,38 @@ class BeirDataset:
         return {qid: text for qid, text in self.queries.items() if qid in self.qrels}
 
 
-def load_corpus(path: str | Path) -> dict[str, Document]:
-    """`corpus.jsonl` rows `{_id, title, text}`; a row without `_id` or text is an error naming its line."""
+def load_corpus(path: str | Path, duplicate_ids: str = "error") -> dict[str, Document]:
+    """`corpus.jsonl` rows `{_id, title, text}`; a row without `_id` or text is an error naming its line.
+
+    A repeated `_id` is an error naming both lines (`duplicate_ids="error"`), or keeps the first or the
+    last row with that id (`"keep-first"`, `"keep-last"`; the document keeps its first position).
+    """
+    if duplicate_ids not in DUPLICATE_POLICIES:
+        raise SpladeError(f"--duplicate-ids: choose one of {', '.join(DUPLICATE_POLICIES)}, "
+                          f"not {duplicate_ids!r}")
     path = Path(path)
     corpus: dict[str, Document] = {}
+    seen_on: dict[str, int] = {}
+    repeated = 0
     for number, row in iter_json_objects(path):
         doc_id, text = row.get("_id"), row.get("text")
         if doc_id is None or str(doc_id) == "":
             raise at_line(path, number, "missing field '_id'")
         if not isinstance(text, str) or not text.strip():
             raise at_line(path, number, f"document {doc_id!r} has no text")
-        corpus[str(doc_id)] = Document(str(doc_id), str(row.get("title") or ""), text)
+        doc_id = str(doc_id)
+        if doc_id in seen_on:
+            if duplicate_ids == "error":
+                raise at_line(path, number, f"duplicate _id {doc_id!r} (first on line {seen_on[doc_id]}); "
+                                            "pass --duplicate-ids keep-first or keep-last to allow it")
+            repeated += 1
+            if duplicate_ids == "keep-first":
+                continue
+        seen_on.setdefault(doc_id, number)
+        corpus[doc_id] = Document(doc_id, str(row.get("title") or ""), text)
+    if repeated:
+        kept = duplicate_ids.removeprefix("keep-")
+        log.warning("%s: %d rows repeat an earlier _id; kept the %s of each", path, repeated, kept)
     return corpus
 
 
@@ -92,7 +117,7 @@ def _qrels_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "queries.jsonl",
-              check_qrels: bool = True) -> BeirDataset:
+              check_qrels: bool = True, duplicate_ids: str = "error") -> BeirDataset:
     """Load a BEIR folder; a qrels row naming an unknown document or query is an error naming its line."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -102,7 +127,7 @@ def load_beir(directory: str | Path, split: str = "dev", queries_file: str = "qu
         available = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
         listed = ", ".join(available) or "none"
         raise SpladeError(f"{directory}: no qrels for split {split!r} (available: {listed})")
-    corpus = load_corpus(directory / "corpus.jsonl")
+    corpus = load_corpus(directory / "corpus.jsonl", duplicate_ids)
     queries = load_queries(directory / queries_file)
     qrels = load_qrels(qrels_path)
     if check_qrels:

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from splade.encoders.base import Encoder
 from splade.encoders.providers import ProviderSpec, provider_names, select_providers, uses_gpu
-from splade.errors import SpladeError, at_option
+from splade.errors import SpladeError, at_option, first_line
 from splade.model.artifact import ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME, ONNX_VARIANT_FILES, SpladeArtifact
 
 
@@ -24,7 +24,12 @@ def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: i
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base but Exception
+        model_file = Path(path)
+        raise SpladeError(f"{model_file.parent}: {model_file.name} is damaged or unreadable "
+                          f"({first_line(exc)})") from None
 
 
 def pick_variant(folder: Path, variant: str, gpu: bool) -> Path:
@@ -58,7 +63,10 @@ class OnnxEncoder(Encoder):
         model_path = path if path.suffix == ".onnx" else pick_variant(folder, variant, uses_gpu(
             provider_names(wanted)))
         artifact = SpladeArtifact.read(folder) or SpladeArtifact()
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise SpladeError(f"{folder}: cannot load the tokenizer ({first_line(exc)})") from None
         model_id = artifact.model_id or str(folder)  # the source checkpoint's identity (see export)
         super().__init__(tokenizer, max_length or artifact.max_length, model_id, artifact.similarity)
         self.model_path = model_path

@@ -29,6 +29,7 @@ class EvalConfig:
     datasets: list[Path]
     split: str = "dev"
     merged_corpus: bool = False
+    duplicate_ids: str = "error"  # a repeated corpus _id: error, keep-first or keep-last
     splade: list[tuple[str, Path]] = field(default_factory=list)  # (name, model folder)
     bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
     bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
@@ -165,7 +166,8 @@ def _validate(config: EvalConfig) -> None:
 
 def load_datasets(config: EvalConfig) -> list[BeirDataset]:
     """Load each dataset (a qrels id missing from the corpus or a missing split is one clear error)."""
-    datasets = [load_beir(path, split=config.split) for path in config.datasets]
+    datasets = [load_beir(path, split=config.split, duplicate_ids=config.duplicate_ids)
+                for path in config.datasets]
     seen: set[str] = set()
     for path, dataset in zip(config.datasets, datasets, strict=True):
         if dataset.name in seen:

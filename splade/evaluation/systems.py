@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
 from splade.sparse import SparseBatch
 
+log = logging.getLogger(__name__)
 BACKENDS = ("local", "opensearch")
 ADD_CHUNK = 512  # documents per `SparseIndex.add` call (bounded bulk requests for OpenSearch)
 SEARCH_CHUNK = 64  # queries per `SparseIndex.search` call
@@ -69,8 +71,11 @@ class SpladeSystem(RetrievalSystem):
 
         settings = self.opensearch or OpenSearchSettings.from_env()
         alias = f"splade-eval-{_slug(self.name)}-{self._generation}"
-        return OpenSearchSparseIndex.connect(settings, alias, self.encoder.id_to_token, self._metadata(),
-                                             must_exist=False, check_existing=False)
+        index = OpenSearchSparseIndex.connect(settings, alias, self.encoder.id_to_token, self._metadata(),
+                                              must_exist=False, check_existing=False)
+        for stale in index.remove_stale_builds():
+            log.warning("removed stale build index %r (left by an interrupted evaluation)", stale)
+        return index
 
     def _load(self, documents: Sequence[Document], vectors: SparseBatch) -> None:
         for start in range(0, len(documents), ADD_CHUNK):
@@ -122,9 +127,7 @@ class SpladeSystem(RetrievalSystem):
     def close(self) -> None:
         """Drop the evaluation's index: the temporary folder, or the OpenSearch alias and its index."""
         if self._index is not None:
-            if self.backend == "opensearch":
-                for concrete in self._index.concrete_indices():
-                    self._index.client.indices.delete(index=concrete, ignore_unavailable=True)
+            self._index.drop()
             self._index.close()
             self._index = None
         if self._tmp is not None:

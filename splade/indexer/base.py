@@ -99,6 +99,14 @@ class SparseIndex(ABC):
     def size_bytes(self) -> int:
         """Storage used by the index, in bytes."""
 
+    @abstractmethod
+    def fetch_texts(self, doc_ids: Sequence[str]) -> list[str | None]:
+        """The stored texts of the given documents (None where a document or its text is absent)."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete the whole index, its documents and its storage; the object is unusable afterwards."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Flush pending writes and release resources."""
 

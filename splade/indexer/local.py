@@ -1,207 +1,181 @@
 """The embedded on-disk index: an inverted index of per-term posting lists, scored exactly with NumPy.
 
-Layout of an index folder::
+An index folder is a series of immutable generations and a `CURRENT` pointer to the published one
+(`splade.indexer.generations`); each generation lists its segments (`splade.indexer.segment`), whose
+posting arrays are opened with `np.load(mmap_mode="r")`, so only the posting lists queries touch are
+paged in. A reader serves the generation it opened until `reload()`.
 
-    manifest.json            format, metadata (model, vocabulary hash, pruning), the live segments
-    seg-000001/              one segment per `save()` that had new documents
-        doc_ids.json         external document ids, row order
-        texts.json           document texts (optional, for display)
-        postings_ptr.npy     int64 [vocab + 1]: term t's postings are [ptr[t], ptr[t + 1])
-        postings_docs.npy    int32 [nnz]: segment rows, ascending within a term
-        postings_weights.npy float32 [nnz]
-        deleted-<gen>.npy    bool [n_docs] tombstones (a new file per generation)
-
-Posting arrays are opened with `np.load(mmap_mode="r")`, so they are never read whole: the OS pages
-in only the posting lists queries touch (opening still reads the document ids, one JSON list per
-segment). `add` buffers documents in memory (searchable at once);
-`save` writes them as a new segment and then swaps `manifest.json` atomically, so readers see either
-the old or the new set of segments. `delete` writes tombstones; `compact` rewrites everything live
-into one segment. Re-adding an existing id replaces it. One writer at a time.
+Writing takes the folder's writer lock (`splade.indexer.lock`) at the first change, and recovers what a
+killed writer left. `add` buffers documents in memory (searchable at once); `save` writes them as a new
+segment and publishes a new generation; `delete` tombstones; `compact` rewrites everything live into
+one segment; `create(..., overwrite=True)` starts an empty generation that replaces the published one
+only when saved. Re-adding an existing id replaces it.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
-from splade.atomic import fsync_files, recover_dir, write_json
+from splade.atomic import fsync_dir, recover_dir, remove_leftovers
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
+from splade.indexer.generations import (
+    Generation,
+    highest_number,
+    is_index,
+    is_unpublished,
+    publish,
+    published_entries,
+    read_generation,
+    read_pointer,
+    remove_unreferenced,
+)
+from splade.indexer.lock import WriterLock
+from splade.indexer.segment import Segment, top_k_rows
 from splade.sparse import SparseBatch
-
-FORMAT = "splade-sparse-index"
-VERSION = 1
-MANIFEST = "manifest.json"
-
-
-class _Segment:
-    """One immutable set of documents as posting lists (memory-mapped or in memory) plus tombstones."""
-
-    def __init__(self, name: str, doc_ids: list[str], ptr: np.ndarray, docs: np.ndarray, weights: np.ndarray,
-                 texts: list[str] | None, deleted: np.ndarray | None = None) -> None:
-        self.name = name
-        self.doc_ids = doc_ids
-        self.ptr, self.docs, self.weights = ptr, docs, weights
-        self._texts = texts
-        self.texts_file: Path | None = None  # read on first use: texts are only needed for display
-        n = len(doc_ids)
-        self.deleted = np.zeros(n, dtype=bool) if deleted is None else np.array(deleted, dtype=bool)
-        self.deleted_file: str | None = None
-        self.dirty = False  # tombstones changed since the last save
-
-    @property
-    def texts(self) -> list[str] | None:
-        if self._texts is None and self.texts_file is not None and self.texts_file.is_file():
-            self._texts = json.loads(self.texts_file.read_text(encoding="utf-8"))
-        return self._texts
-
-    @property
-    def n_docs(self) -> int:
-        return len(self.doc_ids)
-
-    @property
-    def live(self) -> int:
-        return int(self.n_docs - self.deleted.sum())
-
-    @staticmethod
-    def from_batch(name: str, doc_ids: list[str], vectors: SparseBatch, texts: list[str] | None) -> _Segment:
-        """Invert a CSR batch (rows = documents) into posting lists (CSC)."""
-        csr = sp.csr_matrix((vectors.values, vectors.indices, vectors.indptr),
-                            shape=(len(vectors), vectors.vocab_size))
-        csc = csr.tocsc()
-        csc.sort_indices()
-        return _Segment(name, doc_ids, csc.indptr.astype(np.int64), csc.indices.astype(np.int32),
-                        csc.data.astype(np.float32), texts)
-
-    def to_batch(self, rows: np.ndarray) -> SparseBatch:
-        """The given rows back as a CSR batch (for compaction)."""
-        vocab = self.ptr.size - 1
-        csc = sp.csc_matrix((np.asarray(self.weights), np.asarray(self.docs), np.asarray(self.ptr)),
-                            shape=(self.n_docs, vocab))
-        csr = csc.tocsr()[rows]
-        csr.sort_indices()
-        return SparseBatch(csr.indptr, csr.indices, csr.data, vocab)
-
-    def write(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=False)
-        np.save(folder / "postings_ptr.npy", np.asarray(self.ptr))
-        np.save(folder / "postings_docs.npy", np.asarray(self.docs))
-        np.save(folder / "postings_weights.npy", np.asarray(self.weights))
-        (folder / "doc_ids.json").write_text(json.dumps(self.doc_ids, ensure_ascii=False), encoding="utf-8")
-        if self.texts is not None:
-            (folder / "texts.json").write_text(json.dumps(self.texts, ensure_ascii=False), encoding="utf-8")
-        fsync_files(sorted(folder.iterdir()))
-
-    @staticmethod
-    def read(root: Path, entry: dict) -> _Segment:
-        folder = root / entry["name"]
-        try:
-            doc_ids = json.loads((folder / "doc_ids.json").read_text(encoding="utf-8"))
-            # plain ndarray views of the memory maps: slicing a np.memmap builds a subclass object per
-            # slice, which costs more than the arithmetic on a short posting list
-            ptr, docs, weights = (np.asarray(np.load(folder / f"postings_{part}.npy", mmap_mode="r"))
-                                  for part in ("ptr", "docs", "weights"))
-            deleted = np.load(root / entry["deleted"]) if entry.get("deleted") else None
-        except (OSError, ValueError) as exc:
-            raise SpladeError(f"{folder}: damaged index segment ({exc})") from None
-        if len(doc_ids) != entry.get("n_docs") or docs.size != weights.size or ptr[-1] != docs.size:
-            raise SpladeError(f"{folder}: damaged index segment (sizes disagree with {MANIFEST})")
-        segment = _Segment(entry["name"], doc_ids, ptr, docs, weights, None, deleted)
-        segment.texts_file = folder / "texts.json"
-        segment.deleted_file = entry.get("deleted")
-        return segment
-
-    def score(self, term_ids: np.ndarray, term_weights: np.ndarray) -> np.ndarray:
-        """Exact dot products of one query with every row, term at a time (float64 accumulator)."""
-        starts, ends = self.ptr[term_ids], self.ptr[term_ids + 1]
-        scores = np.zeros(self.n_docs)
-        for lo, hi, w in zip(starts.tolist(), ends.tolist(), term_weights.tolist(), strict=True):
-            if hi > lo:
-                np.add.at(scores, self.docs[lo:hi], self.weights[lo:hi] * np.float64(w))
-        return scores
-
-
-def _top_k(scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with a positive score, the `top_k` best first (ties by row), and their scores."""
-    if scores.size > top_k:
-        kth = scores[np.argpartition(-scores, top_k - 1)[top_k - 1]]
-        rows = np.flatnonzero(scores >= max(kth, np.finfo(scores.dtype).tiny))  # every row tied with the k-th
-    else:
-        rows = np.flatnonzero(scores > 0)
-    values = scores[rows]
-    order = np.lexsort((rows, -values))[:top_k]
-    return rows[order], values[order]
 
 
 class LocalSparseIndex(SparseIndex):
-    """An embedded on-disk sparse index (see the module docstring for the layout)."""
+    """An embedded on-disk sparse index (see the module docstring)."""
 
-    def __init__(self, path: Path, metadata: IndexMetadata, segments: list[_Segment],
-                 generation: int) -> None:
+    def __init__(self, path: Path, metadata: IndexMetadata, generation: Generation | None) -> None:
         self.path = path
         self._metadata = metadata
-        self._segments = segments
-        self._generation = generation
+        self._lock: WriterLock | None = None
+        self._owns_lock = False
+        self._last_number = 0  # highest generation number on disk, known while holding the lock
+        self._replacing = False  # an empty generation started by `create`: publish it even if empty
+        self._expected: tuple[IndexMetadata, bool] | None = None  # what `open` checked, for `reload`
+        self.recovered: list[str] = []  # what taking the lock removed (a killed writer's files)
+        self._use(generation)
+
+    def _use(self, generation: Generation | None) -> None:
+        """Serve `generation` (None: nothing published yet); drops unsaved changes."""
         self._pending: dict[str, tuple[np.ndarray, np.ndarray, str | None]] = {}
-        self._pending_segment: _Segment | None = None
+        self._pending_segment: Segment | None = None
+        segments = [] if generation is None else list(generation.segments)
         self._where: dict[str, tuple[int, int]] = {}
         for s, segment in enumerate(segments):
             for row in np.flatnonzero(~segment.deleted):
                 self._where[segment.doc_ids[row]] = (s, int(row))
+        self._segments = segments
+        self._generation = 0 if generation is None else generation.number
+        self._manifest = None if generation is None else generation.manifest
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, metadata: IndexMetadata, overwrite: bool = False) -> LocalSparseIndex:
-        """A new empty index at `path`; an existing one is an error unless `overwrite=True`."""
+    def create(cls, path: str | Path, metadata: IndexMetadata, overwrite: bool = False,
+               lock: WriterLock | None = None) -> LocalSparseIndex:
+        """A new empty index at `path`, published by `save`/`close`. An existing index is an error unless
+        `overwrite=True`; it then keeps serving readers until this one is saved. `lock`: the folder's
+        writer lock, already held by the caller (else it is taken here)."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (path.is_file() or any(path.iterdir())) and not is_unpublished(path):
             if not overwrite:
-                raise SpladeError(f"{path}: index already exists (pass --overwrite to replace it)")
-            if not (path / MANIFEST).is_file():
+                raise SpladeError(f"{path}: index already exists (pass overwrite=True to replace it)")
+            if not is_index(path):
                 raise SpladeError(f"{path}: exists and is not a splade index; refusing to replace it")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        index = cls(path, metadata, [], 0)
-        index._write_manifest()
+        index = cls(path, metadata, None)
+        index._take_lock(lock)
+        index._replacing = True
         return index
 
     @classmethod
     def open(cls, path: str | Path, expected: IndexMetadata | None = None, check_model: bool = True,
-             for_add: bool = False) -> LocalSparseIndex:
-        """Open an index (memory-mapped); with `expected`, refuse vectors of another model or vocabulary."""
+             for_add: bool = False, lock: WriterLock | None = None) -> LocalSparseIndex:
+        """Open the published generation (memory-mapped); with `expected`, refuse vectors of another model
+        or vocabulary (and, `for_add`, of other pruning). `lock`: the writer lock, already held."""
         path = Path(path)
         recover_dir(path)
-        manifest_file = path / MANIFEST
-        if not manifest_file.is_file():
-            what = "index not found" if not path.exists() else f"not a splade index (no {MANIFEST})"
-            raise SpladeError(f"{path}: {what}")
-        try:
-            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SpladeError(f"{manifest_file}: unreadable ({exc})") from None
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise SpladeError(f"{manifest_file}: not a version-{VERSION} {FORMAT} manifest")
-        metadata = IndexMetadata.from_dict(manifest.get("metadata", {}))
+        generation = read_generation(path)
         if expected is not None:
-            metadata.check_compatible(expected, str(path), check_model=check_model, check_pruning=for_add)
-        segments = [_Segment.read(path, entry) for entry in manifest.get("segments", [])]
-        return cls(path, metadata, segments, int(manifest.get("generation", 0)))
+            generation.metadata.check_compatible(expected, str(path), check_model=check_model,
+                                                 check_pruning=for_add)
+        index = cls(path, generation.metadata, generation)
+        index._expected = None if expected is None else (expected, check_model)
+        if lock is not None:
+            index._take_lock(lock)
+        return index
 
     @property
     def metadata(self) -> IndexMetadata:
         return self._metadata
 
-    def close(self) -> None:
-        self.save()
+    @property
+    def generation(self) -> int:
+        """The number of the generation this index serves (0: none published yet)."""
+        return self._generation
 
-    # -- writes ------------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Serve the latest published generation (for long-lived readers); False when already serving it.
+
+        A generation of another vocabulary (or, when `open` was given `expected`, another model) is
+        refused with a `SpladeError`, and this index keeps serving its generation."""
+        if self._pending or any(s.dirty for s in self._segments):
+            raise SpladeError(f"{self.path}: unsaved changes; save() before reload()")
+        if read_pointer(self.path) == self._manifest:
+            return False
+        generation = read_generation(self.path)
+        expected, check_model = self._expected or (self._metadata, False)  # at least the same vocabulary
+        generation.metadata.check_compatible(expected, str(self.path), check_model=check_model)
+        self._metadata = generation.metadata
+        self._use(generation)
+        return True
+
+    def close(self) -> None:
+        """Save pending changes and give the writer lock up."""
+        try:
+            self.save()
+        finally:
+            if self._owns_lock and self._lock is not None:
+                self._lock.release()
+            self._lock = None
+
+    def drop(self) -> None:
+        """Delete the index folder (readers holding it open keep their generation until they close)."""
+        if self._lock is None:
+            self._take_lock(None)
+        aside = self.path.parent / f".{self.path.name}.dropped-{os.getpid()}"
+        os.replace(self.path, aside)
+        fsync_dir(self.path.parent)
+        self._use(None)  # nothing left to save
+        self._replacing = False
+        self.close()
+        shutil.rmtree(aside, ignore_errors=True)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _take_lock(self, lock: WriterLock | None) -> None:
+        """Hold the writer lock, and remove what a killed writer left (unpublished files, temporaries)."""
+        self._owns_lock = lock is None
+        self._lock = WriterLock(self.path).acquire() if lock is None else lock
+        if not self._lock.held:
+            raise ValueError("the writer lock passed in is not held")
+        manifest, entries = published_entries(self.path)
+        self.recovered = remove_unreferenced(self.path, manifest, entries) + remove_leftovers(self.path)
+        self._last_number = highest_number(self.path)
+
+    def _begin_write(self) -> None:
+        """Take the writer lock before the first change, and move to the latest generation if another
+        writer published one since this index was opened."""
+        if self._lock is not None:
+            return
+        self._take_lock(None)
+        if read_pointer(self.path) != self._manifest:
+            generation = read_generation(self.path)
+            if generation.metadata != self._metadata:
+                self.close()
+                raise SpladeError(f"{self.path}: rebuilt with other settings since it was opened; "
+                                  "open it again")
+            self._use(generation)
+
     def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[str] | None = None) -> None:
         check_add_arguments(doc_ids, vectors, texts, self._metadata)
+        self._begin_write()
         for r, doc_id in enumerate(doc_ids):
             ids, weights = vectors.row(r)
             keep = np.isfinite(weights) & (weights > 0)
@@ -211,6 +185,7 @@ class LocalSparseIndex(SparseIndex):
         self._pending_segment = None
 
     def delete(self, doc_ids: Sequence[str]) -> int:
+        self._begin_write()
         removed = 0
         for doc_id in doc_ids:
             if self._pending.pop(str(doc_id), None) is not None:
@@ -230,99 +205,85 @@ class LocalSparseIndex(SparseIndex):
         return True
 
     def save(self) -> None:
-        """Write pending documents as a new segment and tombstones, then swap the manifest atomically."""
+        """Write pending documents as a new segment and changed tombstones, then publish a new generation."""
         dirty = [s for s in self._segments if s.dirty]
-        if not self._pending and not dirty:
+        if not self._pending and not dirty and not self._replacing:
             return
-        self._generation += 1
-        for segment in dirty:
-            segment.deleted_file = f"{segment.name}/deleted-{self._generation}.npy"
-            np.save(self.path / segment.deleted_file, segment.deleted)
-            fsync_files([self.path / segment.deleted_file])
-        new_segment = None
+        self._begin_write()
+        number = self._next_number()
+        tombstones = {s.name: s.write_tombstones(self.path, number) for s in dirty}
+        segments = list(self._segments)
         if self._pending:
-            new_segment = self._build_pending()
-            new_segment.name = f"seg-{self._generation:06d}"
-            new_segment.write(self.path / new_segment.name)
-        segments = self._segments + ([new_segment] if new_segment else [])
-        self._write_manifest(segments)
-        if new_segment is not None:
-            base = len(self._segments)
-            self._segments.append(_Segment.read(self.path, self._entry(new_segment)))
-            for row, doc_id in enumerate(new_segment.doc_ids):
-                self._where[doc_id] = (base, row)
+            new = self._build_pending()
+            new.name = f"seg-{number:06d}"
+            new.write(self.path / new.name)
+            segments.append(new)
+        entries = [dict(s.entry(), deleted=tombstones.get(s.name, s.deleted_file)) for s in segments]
+        self._publish(number, entries)
         for segment in dirty:
-            segment.dirty = False
+            segment.deleted_file, segment.dirty = tombstones[segment.name], False
+        if len(segments) > len(self._segments):  # serve the new segment from its files, memory-mapped
+            self._segments.append(Segment.read(self.path, entries[-1]))
+            base = len(self._segments) - 1
+            for row, doc_id in enumerate(segments[-1].doc_ids):
+                self._where[doc_id] = (base, row)
         self._pending.clear()
         self._pending_segment = None
-        self._remove_unreferenced()
 
     def compact(self) -> None:
         """Rewrite all live documents into one segment (drops tombstoned rows for good)."""
         self.save()
         if len(self._segments) <= 1 and not any(s.deleted.any() for s in self._segments):
             return
+        self._begin_write()
         ids, batches, texts = [], [], []
-        has_texts = all(s.texts_file is not None and s.texts_file.is_file() for s in self._segments)
+        has_texts = all(s.has_texts for s in self._segments)
         for segment in self._segments:
             rows = np.flatnonzero(~segment.deleted)
             ids += [segment.doc_ids[r] for r in rows]
             batches.append(segment.to_batch(rows))
             if has_texts:
                 texts += [segment.texts[r] for r in rows]
-        self._generation += 1
-        name = f"seg-{self._generation:06d}"
-        merged = _Segment.from_batch(name, ids, SparseBatch.concat(batches), texts if has_texts else None)
-        merged.write(self.path / name)
-        self._write_manifest([merged])
-        self._segments = [_Segment.read(self.path, self._entry(merged))]
-        self._where = {doc_id: (0, row) for row, doc_id in enumerate(ids)}
-        self._remove_unreferenced()
+        number = self._next_number()
+        merged = Segment.from_batch(f"seg-{number:06d}", ids, SparseBatch.concat(batches),
+                                    texts if has_texts else None)
+        merged.write(self.path / merged.name)
+        manifest = self._publish(number, [merged.entry()])
+        self._use(Generation(number, manifest, self._metadata, [Segment.read(self.path, merged.entry())]))
 
-    def _build_pending(self) -> _Segment:
+    def _next_number(self) -> int:
+        self._last_number += 1
+        return self._last_number
+
+    def _publish(self, number: int, entries: list[dict]) -> str:
+        """Point `CURRENT` at generation `number`, then remove the files no longer used; returns the
+        manifest's name."""
+        self._manifest = publish(self.path, number, self._metadata, entries)
+        self._generation = number
+        self._replacing = False
+        remove_unreferenced(self.path, self._manifest, entries)
+        return self._manifest
+
+    def _build_pending(self) -> Segment:
         if self._pending_segment is None:
             ids = list(self._pending)
             rows = [(i, w) for i, w, _ in self._pending.values()]
             texts = [t for _, _, t in self._pending.values()]
             vectors = SparseBatch.from_rows(rows, self._metadata.vocab_size)
             keep_texts = None if any(t is None for t in texts) else texts
-            self._pending_segment = _Segment.from_batch("pending", ids, vectors, keep_texts)
+            self._pending_segment = Segment.from_batch("pending", ids, vectors, keep_texts)
         return self._pending_segment
 
-    @staticmethod
-    def _entry(segment: _Segment) -> dict:
-        return {"name": segment.name, "n_docs": segment.n_docs, "nnz": int(segment.docs.size),
-                "deleted": segment.deleted_file}
-
-    def _write_manifest(self, segments: list[_Segment] | None = None) -> None:
-        segments = self._segments if segments is None else segments
-        write_json(self.path / MANIFEST, {
-            "format": FORMAT, "version": VERSION, "generation": self._generation,
-            "metadata": self._metadata.to_dict(),
-            "segments": [self._entry(s) for s in segments],
-        })
-
-    def _remove_unreferenced(self) -> None:
-        """Delete segment folders and tombstone files the manifest no longer names."""
-        live = {s.name: s.deleted_file for s in self._segments}
-        for child in self.path.iterdir():
-            if child.is_dir() and child.name.startswith("seg-"):
-                if child.name not in live:
-                    shutil.rmtree(child, ignore_errors=True)
-                    continue
-                for old in child.glob("deleted-*.npy"):
-                    if f"{child.name}/{old.name}" != live[child.name]:
-                        old.unlink(missing_ok=True)
-
     # -- reads -------------------------------------------------------------------------------------
-    def _all_segments(self) -> list[_Segment]:
-        return self._segments + ([self._build_pending()] if self._pending else [])
+    def _all_segments(self) -> list[Segment]:
+        segments = self._segments  # one read: a concurrent `reload` swaps the list, never edits it
+        return segments + ([self._build_pending()] if self._pending else [])
 
     def count(self) -> int:
         return sum(s.live for s in self._segments) + len(self._pending)
 
     def size_bytes(self) -> int:
-        on_disk = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        on_disk = sum(s.disk_bytes for s in self._segments)
         return on_disk + sum(i.nbytes + w.nbytes for i, w, _ in self._pending.values())
 
     def search(self, queries: SparseBatch, top_k: int = 10) -> list[SearchHits]:
@@ -340,14 +301,13 @@ class LocalSparseIndex(SparseIndex):
             for s, segment in enumerate(segments):
                 scores = segment.score(ids, weights)
                 scores[segment.deleted] = 0.0
-                rows, values = _top_k(scores, top_k)
+                rows, values = top_k_rows(scores, top_k)
                 hits += [(float(v), s, int(r)) for r, v in zip(rows, values, strict=True)]
             hits.sort(key=lambda h: (-h[0], h[1], h[2]))
             results.append([(segments[s].doc_ids[r], score) for score, s, r in hits[:top_k]])
         return results
 
     def fetch_texts(self, doc_ids: Sequence[str]) -> list[str | None]:
-        """Stored texts of the given documents (None where absent)."""
         out: list[str | None] = []
         for doc_id in doc_ids:
             if doc_id in self._pending:

@@ -120,6 +120,10 @@ class OpenSearchSparseIndex(SparseIndex):
             return []
         return sorted(self._call("reading aliases", self.client.indices.get_alias, name=self.name))
 
+    def use_stored_metadata(self) -> None:
+        """Search with the metadata the index was built with (its own pruning), not the one passed in."""
+        self._metadata = self.stored_metadata()
+
     def stored_metadata(self) -> IndexMetadata:
         mappings = self._call(f"reading the mapping of {self.name!r}", self.client.indices.get_mapping,
                               index=self.name)
@@ -177,6 +181,31 @@ class OpenSearchSparseIndex(SparseIndex):
             for o in old:
                 with contextlib.suppress(Exception):
                     client.indices.delete(index=o, ignore_unavailable=True)
+
+    def remove_stale_builds(self) -> list[str]:
+        """Delete this alias's build indices that no alias points to (a killed `rebuild` leaves one);
+        returns their names. A rebuild of the same alias running at this moment loses its index and fails."""
+        pattern = re.compile(rf"^{re.escape(self.name)}-\d{{20}}$")
+        found = self._call("listing build indices", self.client.indices.get_alias, index=f"{self.name}-*",
+                           ignore_unavailable=True)
+        stale = sorted(name for name, body in found.items()
+                       if pattern.match(name) and not body.get("aliases") and self._built_by_splade(name))
+        for name in stale:
+            self._call(f"deleting stale build index {name!r}", self.client.indices.delete, index=name,
+                       ignore_unavailable=True)
+        return stale
+
+    def _built_by_splade(self, concrete: str) -> bool:
+        mappings = self._call(f"reading the mapping of {concrete!r}", self.client.indices.get_mapping,
+                              index=concrete)
+        return any("splade" in body.get("mappings", {}).get("_meta", {}) for body in mappings.values())
+
+    def drop(self) -> None:
+        """Delete the alias's concrete indices (and with them the alias)."""
+        for concrete in self.concrete_indices():
+            self._call(f"deleting {concrete!r}", self.client.indices.delete, index=concrete,
+                       ignore_unavailable=True)
+        self._exists_checked = False
 
     def _create_concrete(self) -> str:
         concrete = f"{self.name}-{time.strftime('%Y%m%d%H%M%S')}{int(time.time() * 1e6) % 1_000_000:06d}"
@@ -265,7 +294,6 @@ class OpenSearchSparseIndex(SparseIndex):
         return results
 
     def fetch_texts(self, doc_ids: Sequence[str]) -> list[str | None]:
-        """Stored texts of the given documents (None where absent)."""
         if not doc_ids:
             return []
         answer = self._call(f"fetching from {self._target!r}", self.client.mget, index=self._target,

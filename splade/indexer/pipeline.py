@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from splade.atomic import atomic_dir
 from splade.data.beir import Document
-from splade.errors import SpladeError, at_option
+from splade.errors import SpladeError, at_option, first_line
 from splade.indexer.base import IndexMetadata, SparseIndex
 from splade.indexer.connection import OpenSearchSettings
+from splade.indexer.lock import WriterLock
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder
@@ -87,12 +88,14 @@ def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata,
 
 def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, top_k: int | None = None,
                 threshold: float = 0.0, batch_size: int = 32, append: bool = False, device: str | None = None,
-                show_progress: bool = True) -> dict[str, Any]:
+                show_progress: bool = True, duplicate_ids: str = "error") -> dict[str, Any]:
     """`splade index`: load the corpus (fails before anything is built), encode it, and build the index.
 
-    A local index is built in a temporary folder that replaces the target in one rename; an OpenSearch
-    index is loaded into a new concrete index and the alias moved only after the count check. With
-    `append`, documents are added to the existing index instead (same model and pruning required).
+    A local index takes its writer lock first (a second writer fails at once), then publishes a new
+    generation that readers switch to in one rename; an OpenSearch index is loaded into a new concrete
+    index and the alias moved only after the count check. With `append`, documents are added to the
+    existing index instead (same model and pruning required). `notes` in the result says what was
+    cleaned up after an interrupted earlier run.
     """
     from splade.data.beir import load_corpus
     from splade.encoders import load_encoder
@@ -105,21 +108,25 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
         raise at_option("--batch-size", "must be at least 1")
     corpus_path = Path(corpus_dir)
     corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
-    documents = list(load_corpus(corpus_file).values())
+    documents = list(load_corpus(corpus_file, duplicate_ids).values())
     if not documents:
         raise SpladeError(f"{corpus_file}: no documents")
-    if target.backend == "local":
+    local = target.backend == "local"
+    if local:
         _check_local_target(Path(target.index), append)
     else:  # fail fast on an unreachable cluster or bad credentials, before loading the model
         check_connection(target)
-    encoder = _load_encoder(load_encoder, model, device)
-    meta = metadata_for(encoder, top_k, threshold)
-    if target.backend == "local":
-        count = _build_local(encoder, documents, Path(target.index), meta, batch_size, append, show_progress)
-    else:
-        count = _build_opensearch(encoder, documents, target, meta, batch_size, append, show_progress)
+    with (_writer_lock(Path(target.index)) if local else contextlib.nullcontext()) as lock:
+        encoder = _load_encoder(load_encoder, model, device)
+        meta = metadata_for(encoder, top_k, threshold)
+        if local:
+            count, notes = _build_local(encoder, documents, Path(target.index), meta, batch_size, append,
+                                        show_progress, lock)
+        else:
+            count, notes = _build_opensearch(encoder, documents, target, meta, batch_size, append,
+                                             show_progress)
     return {"documents": count, "index": target.index, "backend": target.backend, "model": meta.model_name,
-            "device": encoder.device_description}
+            "device": encoder.device_description, "notes": notes}
 
 
 def check_connection(target: IndexTarget) -> None:
@@ -144,37 +151,63 @@ def _load_encoder(loader: Any, model: str | Path, device: str | None) -> Encoder
     try:
         return loader(model, device=device)
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise at_option("--model", f"cannot load a model from {model}: {first_line}") from None
+        raise at_option("--model", f"cannot load a model from {model}: {first_line(exc)}") from None
 
 
 def _check_local_target(path: Path, append: bool) -> None:
-    if append and not (path / "manifest.json").is_file():
+    from splade.indexer.generations import is_index, is_unpublished
+
+    if append and not is_index(path):
         raise at_option("--append", f"{path}: no index to append to")
-    if path.exists() and not (path / "manifest.json").is_file() and (path.is_file() or any(path.iterdir())):
+    if path.is_file() or (path.is_dir() and any(path.iterdir()) and not is_index(path)
+                          and not is_unpublished(path)):
         raise at_option("--index", f"{path} exists and is not a splade index; refusing to replace it")
 
 
+@contextlib.contextmanager
+def _writer_lock(path: Path) -> Iterator[WriterLock]:
+    """Hold the index folder's writer lock for a whole build (before the model loads, so a second
+    writer fails at once); a folder this build created is removed again if nothing was published."""
+    from splade.indexer.generations import is_index
+
+    created = not path.exists()
+    lock = WriterLock(path).acquire()
+    try:
+        yield lock
+    except BaseException:
+        if created and not is_index(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
 def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: IndexMetadata,
-                 batch_size: int, append: bool, show_progress: bool) -> int:
+                 batch_size: int, append: bool, show_progress: bool,
+                 lock: WriterLock) -> tuple[int, list[str]]:
+    """Encode into a new generation (on top of the published one with `append`) and publish it."""
     from splade.indexer.local import LocalSparseIndex
 
-    if append:  # in place: new documents wait in memory and go live in one manifest swap, or not at all
-        index = LocalSparseIndex.open(path, expected=meta, for_add=True)
-        index_corpus(encoder, documents, index, batch_size, show_progress)
-        index.save()
-        return index.count()
-    with atomic_dir(path) as tmp:
-        index = LocalSparseIndex.create(tmp, meta)
-        with index:
-            index_corpus(encoder, documents, index, batch_size, show_progress)
-        return index.count()
+    if append:
+        index = LocalSparseIndex.open(path, expected=meta, for_add=True, lock=lock)
+    else:
+        index = LocalSparseIndex.create(path, meta, overwrite=True, lock=lock)
+    index_corpus(encoder, documents, index, batch_size, show_progress)
+    index.save()
+    notes = []
+    if index.recovered:
+        shown = ", ".join(index.recovered[:3]) + (", ..." if len(index.recovered) > 3 else "")
+        notes.append(f"removed {len(index.recovered)} unpublished files an interrupted write left in {path} "
+                     f"({shown})")
+    return index.count(), notes
 
 
 def _build_opensearch(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
-                      batch_size: int, append: bool, show_progress: bool) -> int:
+                      batch_size: int, append: bool, show_progress: bool) -> tuple[int, list[str]]:
     index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append)
     with index:
+        notes = [f"removed stale build index {name!r} (left by an interrupted rebuild)"
+                 for name in index.remove_stale_builds()]
         if append:
             index.stored_metadata().check_compatible(meta, f"OpenSearch index {target.index!r}",
                                                      check_pruning=True)
@@ -182,7 +215,7 @@ def _build_opensearch(encoder: Encoder, documents: list[Document], target: Index
         else:
             with index.rebuild():
                 index_corpus(encoder, documents, index, batch_size, show_progress)
-        return index.count()
+        return index.count(), notes
 
 
 def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) -> SparseIndex:
@@ -193,7 +226,7 @@ def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) 
 
         return LocalSparseIndex.open(target.index, expected=meta, check_model=check_model)
     index = _open_opensearch(target, encoder, meta, must_exist=True, check_model=check_model)
-    index._metadata = index.stored_metadata()  # searching: the stored pruning is the index's own
+    index.use_stored_metadata()  # searching: the stored pruning is the index's own
     return index
 
 
@@ -216,6 +249,5 @@ def search_text(model: str | Path, target: IndexTarget, query: str, top_k: int =
     index = open_index(target, encoder, check_model)
     with contextlib.closing(index):
         hits = index.search(encoder.encode([query]), top_k=top_k)[0]
-        fetch = getattr(index, "fetch_texts", None)
-        texts = fetch([d for d, _ in hits]) if fetch else [None] * len(hits)
+        texts = index.fetch_texts([d for d, _ in hits])
     return [(doc_id, score, text) for (doc_id, score), text in zip(hits, texts, strict=True)]

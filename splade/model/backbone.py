@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTra
 from transformers import logging as hf_logging
 
 from splade.errors import SpladeError
+from splade.model.folder import check_model_folder
 
 log = logging.getLogger(__name__)
 DROPOUT_KEYS = (
@@ -55,6 +56,8 @@ def load_backbone(
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The masked LM and its tokenizer, by hub id or path."""
     name = str(name_or_path)
+    if Path(name).is_dir():
+        check_model_folder(name)
     try:
         config = AutoConfig.from_pretrained(name)
         tokenizer = AutoTokenizer.from_pretrained(name)
