@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from splade.model.artifact import Similarity, vocabulary_hash
+from splade.model.tokenization import TextTokenizer
 from splade.sparse import SparseBatch
 from splade.tokens import token_names
 
@@ -30,6 +31,7 @@ class Encoder(ABC):
         self.max_length = max_length
         self.model_name = model_name
         self.similarity = similarity
+        self.text_tokenizer = TextTokenizer(tokenizer)
         self._id_to_token: list[str] | None = None
 
     @property
@@ -72,16 +74,12 @@ class Encoder(ABC):
         if not texts:
             return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
                                self.vocab_size)
-        limit = max_length or self.max_length
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")[::-1]
+        encoded = self.text_tokenizer.encode(texts, max_length or self.max_length)
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         parts: list[SparseBatch] = []
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc=desc, disable=not show_progress, unit="batch"):
-            chunk = [texts[i] for i in order[start:start + batch_size]]
-            enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=limit,
-                                 return_tensors="np", return_token_type_ids=False)
-            ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+            ids, mask = self.text_tokenizer.pad([encoded[i] for i in order[start:start + batch_size]])
             dense = self._encode_batch(ids, mask)
             if self.similarity == "cosine":  # the model was trained to score by cosine: serve unit vectors
                 dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)

@@ -9,6 +9,7 @@ import torch
 
 from splade.encoders.base import Encoder
 from splade.model import SpladeModel, model_identity
+from splade.model.pooling import default_pooling
 
 
 class TorchEncoder(Encoder):
@@ -23,6 +24,7 @@ class TorchEncoder(Encoder):
                          model.similarity)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
+        self.pooling = default_pooling(self.device)  # the fastest exact forward on this device
 
     @property
     def vocab_size(self) -> int:
@@ -36,4 +38,4 @@ class TorchEncoder(Encoder):
     def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         ids = torch.from_numpy(input_ids).to(self.device)
         mask = torch.from_numpy(attention_mask).to(self.device)
-        return self.model(ids, mask).float().cpu().numpy()
+        return self.model(ids, mask, pooling=self.pooling).float().cpu().numpy()
