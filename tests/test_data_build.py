@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, shared_path
 
+from splade.config.data import BuildConfig, EvalSetConfig, MiningSettings, SourceConfig, load_build_config
 from splade.data.beir import load_beir
-from splade.data.build import (
-    BuildConfig,
-    EvalSetConfig,
-    SourceConfig,
-    build_training_data,
-    load_build_config,
-    normalize,
-)
+from splade.data.build import build_training_data, normalize
 from splade.data.mining import (
     LexicalRetriever,
-    MiningSettings,
     MiningTask,
     SpladeRetriever,
     difficulty,

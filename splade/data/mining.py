@@ -14,24 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy import sparse
 
+from splade.config.data import MiningSettings
+
 DIFFICULTIES = ("hard", "medium", "easy")
-
-
-class MiningSettings(BaseModel):
-    """How negatives are chosen and labelled (the build config's `mining:` section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str | None = None  # a trained SPLADE checkpoint or ONNX folder: mine with it instead of BM25
-    backend: str = "auto"  # encoder backend for `model`: auto, torch or onnx
-    top_k: int = 50  # candidates retrieved per anchor
-    sample_depth: int = 10  # negatives are drawn among the best `sample_depth` surviving candidates
-    near_duplicate: float = 0.8  # char-trigram Jaccard at or above which a candidate counts as the positive
-    hard_ratio: float = 0.7  # negative score / positive score at or above which a negative is "hard"
-    medium_ratio: float = 0.4  # ... and at or above which it is "medium" (below: "easy")
 
 
 @dataclass(frozen=True)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from splade.atomic import atomic_dir
+from splade.config.index import IndexConfig, IndexTarget, SearchConfig
 from splade.data.beir import Document
 from splade.errors import SpladeError, at_option
 from splade.indexer.base import IndexMetadata, SparseIndex
-from splade.indexer.connection import OpenSearchSettings
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder
 
-BACKENDS = ("local", "opensearch")
 ENCODE_CHUNK = 1024  # documents encoded and handed to `index.add` at a time
 
 
@@ -58,36 +56,18 @@ def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex
 
 
 # -- CLI stage functions -------------------------------------------------------------------------------
-@dataclass
-class IndexTarget:
-    """Which index a command talks to."""
-
-    backend: str
-    index: str
-    settings: OpenSearchSettings | None = None
-    query_mode: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise at_option("--backend", f"choose one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.backend == "opensearch" and self.settings is None:
-            self.settings = OpenSearchSettings.from_env()
-
-
 def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata, must_exist: bool,
                      check_model: bool = True, check_existing: bool = True) -> Any:
     from splade.indexer.opensearch import OpenSearchSparseIndex, check_index_name
 
-    assert target.settings is not None
+    assert target.opensearch is not None
     check_index_name(target.index)
-    return OpenSearchSparseIndex.connect(target.settings, target.index, encoder.id_to_token, meta,
+    return OpenSearchSparseIndex.connect(target.opensearch, target.index, encoder.id_to_token, meta,
                                          target.query_mode, must_exist=must_exist, check_model=check_model,
                                          check_existing=check_existing)
 
 
-def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, top_k: int | None = None,
-                threshold: float = 0.0, batch_size: int = 32, append: bool = False, device: str | None = None,
-                show_progress: bool = True) -> dict[str, Any]:
+def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, Any]:
     """`splade index`: load the corpus (fails before anything is built), encode it, and build the index.
 
     A local index is built in a temporary folder that replaces the target in one rename; an OpenSearch
@@ -97,28 +77,19 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
     from splade.data.beir import load_corpus
     from splade.encoders import load_encoder
 
-    if top_k is not None and top_k < 1:
-        raise at_option("--top-k-doc", "must be at least 1")
-    if threshold < 0:
-        raise at_option("--threshold", "must be >= 0")
-    if batch_size < 1:
-        raise at_option("--batch-size", "must be at least 1")
-    corpus_path = Path(corpus_dir)
-    corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
+    corpus_file = config.corpus / "corpus.jsonl" if config.corpus.is_dir() else config.corpus
     documents = list(load_corpus(corpus_file).values())
     if not documents:
         raise SpladeError(f"{corpus_file}: no documents")
-    if target.backend == "local":
-        _check_local_target(Path(target.index), append)
+    if config.backend == "local":
+        _check_local_target(Path(config.index), config.append)
     else:  # fail fast on an unreachable cluster or bad credentials, before loading the model
-        check_connection(target)
-    encoder = _load_encoder(load_encoder, model, device)
-    meta = metadata_for(encoder, top_k, threshold)
-    if target.backend == "local":
-        count = _build_local(encoder, documents, Path(target.index), meta, batch_size, append, show_progress)
-    else:
-        count = _build_opensearch(encoder, documents, target, meta, batch_size, append, show_progress)
-    return {"documents": count, "index": target.index, "backend": target.backend, "model": meta.model_name,
+        check_connection(config)
+    encoder = _load_encoder(load_encoder, config.model, config.device)
+    meta = metadata_for(encoder, config.top_k_doc, config.threshold)
+    build = _build_local if config.backend == "local" else _build_opensearch
+    count = build(encoder, documents, config, meta, show_progress)
+    return {"documents": count, "index": config.index, "backend": config.backend, "model": meta.model_name,
             "device": encoder.device_description}
 
 
@@ -127,13 +98,13 @@ def check_connection(target: IndexTarget) -> None:
     from splade.indexer.connection import describe_error, make_client
     from splade.indexer.opensearch import check_index_name
 
-    assert target.settings is not None
+    assert target.opensearch is not None
     check_index_name(target.index)
-    client = make_client(target.settings)
+    client = make_client(target.opensearch)
     try:
         client.info()
     except Exception as exc:
-        raise describe_error(exc, target.settings, "connecting") from None
+        raise describe_error(exc, target.opensearch, "connecting") from None
     finally:
         client.close()
 
@@ -155,33 +126,34 @@ def _check_local_target(path: Path, append: bool) -> None:
         raise at_option("--index", f"{path} exists and is not a splade index; refusing to replace it")
 
 
-def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: IndexMetadata,
-                 batch_size: int, append: bool, show_progress: bool) -> int:
+def _build_local(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
+                 show_progress: bool) -> int:
     from splade.indexer.local import LocalSparseIndex
 
-    if append:  # in place: new documents wait in memory and go live in one manifest swap, or not at all
+    path = Path(config.index)
+    if config.append:  # in place: new documents wait in memory and go live in one manifest swap, or never
         index = LocalSparseIndex.open(path, expected=meta, for_add=True)
-        index_corpus(encoder, documents, index, batch_size, show_progress)
+        index_corpus(encoder, documents, index, config.batch_size, show_progress)
         index.save()
         return index.count()
     with atomic_dir(path) as tmp:
         index = LocalSparseIndex.create(tmp, meta)
         with index:
-            index_corpus(encoder, documents, index, batch_size, show_progress)
+            index_corpus(encoder, documents, index, config.batch_size, show_progress)
         return index.count()
 
 
-def _build_opensearch(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
-                      batch_size: int, append: bool, show_progress: bool) -> int:
-    index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append)
+def _build_opensearch(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
+                      show_progress: bool) -> int:
+    index = _open_opensearch(config, encoder, meta, must_exist=config.append, check_existing=config.append)
     with index:
-        if append:
-            index.stored_metadata().check_compatible(meta, f"OpenSearch index {target.index!r}",
+        if config.append:
+            index.stored_metadata().check_compatible(meta, f"OpenSearch index {config.index!r}",
                                                      check_pruning=True)
-            index_corpus(encoder, documents, index, batch_size, show_progress)
+            index_corpus(encoder, documents, index, config.batch_size, show_progress)
         else:
             with index.rebuild():
-                index_corpus(encoder, documents, index, batch_size, show_progress)
+                index_corpus(encoder, documents, index, config.batch_size, show_progress)
         return index.count()
 
 
@@ -197,25 +169,22 @@ def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) 
     return index
 
 
-def search_text(model: str | Path, target: IndexTarget, query: str, top_k: int = 10,
-                device: str | None = None, check_model: bool = True) -> list[tuple[str, float, str | None]]:
+def search_text(config: SearchConfig, query: str) -> list[tuple[str, float, str | None]]:
     """`splade search`: encode one query and return `(doc_id, score, text)` best first."""
     from splade.encoders import load_encoder
 
     if not query.strip():
         raise at_option("QUERY", "the query is empty")
-    if top_k < 1:
-        raise at_option("--top-k", "must be at least 1")
-    if target.backend == "local":  # fail fast, before loading the model
+    if config.backend == "local":  # fail fast, before loading the model
         from splade.indexer.local import LocalSparseIndex
 
-        LocalSparseIndex.open(target.index).close()
+        LocalSparseIndex.open(config.index).close()
     else:
-        check_connection(target)
-    encoder = _load_encoder(load_encoder, model, device)
-    index = open_index(target, encoder, check_model)
+        check_connection(config)
+    encoder = _load_encoder(load_encoder, config.model, config.device)
+    index = open_index(config, encoder, check_model=not config.allow_other_model)
     with contextlib.closing(index):
-        hits = index.search(encoder.encode([query]), top_k=top_k)[0]
+        hits = index.search(encoder.encode([query]), top_k=config.top_k)[0]
         fetch = getattr(index, "fetch_texts", None)
         texts = fetch([d for d, _ in hits]) if fetch else [None] * len(hits)
     return [(doc_id, score, text) for (doc_id, score), text in zip(hits, texts, strict=True)]
