@@ -224,3 +224,18 @@ def test_splade_through_opensearch_matches_local(two_sets: list[Path], tiny_mode
     assert remote.metrics["ndcg@10"] == pytest.approx(local.metrics["ndcg@10"], abs=0.05)
     leftover = make_client(settings).indices.get_alias(index="splade-eval-*", ignore_unavailable=True)
     assert not leftover  # the evaluation's indices are dropped afterwards
+
+
+def test_cli_shows_one_progress_bar_per_stage(two_sets: list[Path], tiny_model_dir: Path,
+                                              tmp_path: Path) -> None:
+    """Model loading and Kiwi print no bars of their own: each system shows one for documents, one for
+    queries."""
+    import re
+
+    proc = subprocess.run([sys.executable, "-m", "splade", "eval", "--dataset", str(two_sets[0]),
+                           "--splade", f"tiny={tiny_model_dir}", "--max-queries", "2", "--trials", "50",
+                           "--out", str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    bars = set(re.findall(r"(?:^|[\r\n])([^\r\n:|]+):\s+\d+%\|", proc.stderr))
+    assert bars == {"bm25 documents", "bm25 queries", "tiny documents", "tiny queries"}, proc.stderr
+    assert "Loading weights" not in proc.stderr and "LOAD REPORT" not in proc.stderr

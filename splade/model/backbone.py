@@ -45,6 +45,18 @@ def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
     log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
 
 
+def quiet_model_loading() -> None:
+    """Loading a model prints neither transformers' per-weight progress bar nor its load report (each
+    stage shows one bar of its own); the hub's download bars stay as they are."""
+    from huggingface_hub import utils as hub_utils
+
+    downloads_shown = not hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if downloads_shown:
+        hub_utils.enable_progress_bars()
+
+
 def load_backbone(
     name_or_path: str | Path, dropout: float | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -60,7 +72,7 @@ def load_backbone(
             if hasattr(config, key):
                 setattr(config, key, dropout)
     config.tie_word_embeddings = True
-    hf_logging.set_verbosity_error()  # a backbone without an MLM head is expected, not an error
+    quiet_model_loading()  # and a backbone without an MLM head is expected, not an error
     mlm, info = AutoModelForMaskedLM.from_pretrained(
         name, config=config, dtype=dtype, output_loading_info=True
     )
