@@ -164,9 +164,9 @@ def _load_sentence_transformer(path: str, device: str | None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from splade.model.backbone import quiet_model_loading
+    from splade.model.backbone import quiet_transformers
 
-    quiet_model_loading()
+    quiet_transformers()
     local = Path(path)
     if (local.is_absolute() or path.startswith(".")) and not local.exists():
         raise SpladeError(f"--dense: model folder {path} not found")

@@ -3,7 +3,9 @@
 The graph takes `input_ids`, `attention_mask` (int64, dynamic batch and sequence axes) and returns
 `output` `[batch, vocab]`: the MLM logits, `log(1 + ReLU)`, the masked max pool and the special-token
 mask are all inside it. Variants: `model.onnx` (fp32, fused by the ONNX Runtime transformer optimizer),
-`model_fp16.onnx` (GPU) and `model_int8.onnx` (dynamic int8 quantization, CPU).
+`model_fp16.onnx` (GPU) and `model_int8.onnx` (dynamic int8 quantization, CPU). The folder also holds the
+model as `save_pretrained` writes it (weights, tokenizer, sentence-transformers module files), so
+`SparseEncoder(folder)` and the PyTorch encoder load it too.
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = 
         failed = [result.summary() for result in parity.values() if not result.passed]
         if failed:
             raise SpladeError("export failed its parity check, nothing written: " + "; ".join(failed))
-        model.tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp, model_id=model_identity(checkpoint))  # for sentence-transformers, torch
         _write_config(checkpoint, tmp, model, config.exporter, config.opset)
         report = ExportReport(Path(out_dir), config.exporter, config.opset, providers, [], parity, fusions)
         report.files = sorted(p.name for p in tmp.iterdir()) + ["export_report.json"]
