@@ -95,6 +95,18 @@ def test_bm25_and_splade_on_two_datasets_and_report(two_sets: list[Path], tiny_m
     first = trec[0].split()
     assert first[1] == "Q0" and first[3] == "1" and first[5] == "bm25" and len(first) == 6
     assert first[0] == "a1" and first[2] == "h1"
+    # what produced the numbers: splade's and the libraries' versions, each model's identity
+    from splade import __version__
+    from splade.model import model_identity
+
+    assert data["environment"]["splade"] == __version__ and "transformers" in data["environment"]["libraries"]
+    assert data["models"] == {"tiny": model_identity(tiny_model_dir)}
+    assert __version__ in markdown and model_identity(tiny_model_dir) in markdown
+    # each comparison: a confidence interval around the difference, and per-query wins / ties / losses
+    for comparison in data["datasets"][0]["comparisons"]:
+        assert comparison["ci_low"] <= comparison["delta"] <= comparison["ci_high"]
+        assert comparison["wins"] + comparison["ties"] + comparison["losses"] == health.n_queries
+    assert "| 95% CI | wins / ties / losses |" in markdown
 
     write_report(result, out)  # an earlier report is replaced
     other = tmp_path / "not-a-report"

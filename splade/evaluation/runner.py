@@ -68,7 +68,8 @@ class EvalResult:
     datasets: list[DatasetResult]
     started: str
     seconds: float
-    environment: dict[str, str]
+    environment: dict[str, Any]  # python, platform, splade's version and its libraries' versions
+    models: dict[str, str] = field(default_factory=dict)  # system name -> the model's identity
 
     @property
     def baselines(self) -> list[str]:
@@ -79,7 +80,8 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "started": self.started, "seconds": self.seconds,
-                "environment": self.environment, "metrics": list(METRICS), "baselines": self.baselines,
+                "environment": self.environment, "models": self.models, "metrics": list(METRICS),
+                "baselines": self.baselines,
                 "alpha": self.config.alpha, "datasets": [d.to_dict() for d in self.datasets]}
 
 
@@ -195,9 +197,26 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
             system.close()
     for result in results.values():
         result.comparisons = _compare(result, config)
-    environment = {"python": platform.python_version(), "machine": platform.machine(),
-                   "processor": platform.processor() or platform.machine(), "system": platform.system()}
-    return EvalResult(config, list(results.values()), started, time.perf_counter() - clock, environment)
+    return EvalResult(config, list(results.values()), started, time.perf_counter() - clock, environment(),
+                      model_identities(config))
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured: Python, platform, splade and the libraries that compute them."""
+    from splade import __version__
+    from splade.versions import library_versions
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "system": platform.system(),
+            "splade": __version__, "libraries": library_versions()}
+
+
+def model_identities(config: EvalConfig) -> dict[str, str]:
+    """Each model-based system's model as an index records it (a folder's id or weights fingerprint)."""
+    from splade.model import model_identity
+
+    models = {"dense": model_identity(config.dense)} if config.dense else {}
+    return {**models, **{name: model_identity(path) for name, path in config.splade}}
 
 
 def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, str],
