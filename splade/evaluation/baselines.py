@@ -164,7 +164,7 @@ def _load_sentence_transformer(path: str, device: str | None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from splade.model.backbone import quiet_transformers
+    from splade.model.backbone import dtype_argument, quiet_transformers
 
     quiet_transformers()
     local = Path(path)
@@ -172,6 +172,6 @@ def _load_sentence_transformer(path: str, device: str | None):
         raise SpladeError(f"--dense: model folder {path} not found")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return SentenceTransformer(path, device=device, model_kwargs={"dtype": torch.float32})
+        return SentenceTransformer(path, device=device, model_kwargs=dtype_argument(torch.float32))
     except (OSError, ValueError) as exc:
         raise SpladeError(f"--dense: cannot load sentence-transformers model {path}: {exc}") from None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import transformers
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
@@ -51,6 +52,13 @@ def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
     log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
 
 
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The `from_pretrained` keyword that sets the weights' dtype: `dtype` from transformers 4.56 on,
+    `torch_dtype` before (transformers 5 warns about the old name)."""
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def quiet_transformers() -> None:
     """Loading or saving a model prints neither transformers' per-weight progress bars nor its load
     report (each stage shows one bar of its own); the hub's download bars stay as they are."""
@@ -80,7 +88,7 @@ def load_backbone(
     config.tie_word_embeddings = True
     quiet_transformers()  # and a backbone without an MLM head is expected, not an error
     mlm, info = AutoModelForMaskedLM.from_pretrained(
-        name, config=config, dtype=dtype, output_loading_info=True
+        name, config=config, output_loading_info=True, **dtype_argument(dtype)
     )
     _init_missing_head(mlm, list(info.get("missing_keys", [])))
     return mlm, tokenizer
