@@ -49,9 +49,6 @@ def write_report(result: EvalResult, out_dir: str | Path) -> Path:
         write_json(tmp / "results.json", payload)
         (tmp / "report.md").write_text(render_markdown(result), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(result, figures), encoding="utf-8")
-        # temporary folders and files are private (0700 / 0600); a report is meant to be read and shared
-        tmp.chmod(0o755)
-        (tmp / "results.json").chmod(0o644)
     return out_dir / "report.html"
 
 

@@ -229,7 +229,6 @@ def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = 
     reference = _torch_runner(model)
     parity: dict[str, ParityResult] = {}
     with tempfile.TemporaryDirectory(prefix="splade-export-") as scratch, atomic_dir(out_dir) as tmp:
-        tmp.chmod(0o755)
         raw = Path(scratch) / "raw.onnx"
         export_graph(model, raw, opset=config.opset, exporter=config.exporter)
         main = tmp / ONNX_VARIANT_FILES["fp32"]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
+from splade.atomic import ordinary_modes
 from splade.model.artifact import Similarity, SpladeArtifact, vocabulary_hash, weights_fingerprint
 from splade.model.backbone import (
     attached_decoder,
@@ -153,6 +154,7 @@ class SpladeModel(nn.Module):
         silent = (self.vocab_keep == 0).nonzero().squeeze(1).to(self.vocab_keep.device)
         with attached_decoder(self.mlm, self.decoder) as mlm, silenced_ids(self.decoder, silent) as silenced:
             mlm.save_pretrained(directory)
+        ordinary_modes([*directory.glob("*.safetensors"), *directory.glob("*.bin")])  # written privately
         save_tokenizer(self.tokenizer, directory)
         self.artifact(model_id or f"splade-{weights_fingerprint(directory)}").write(directory)
         if silenced and self.use_expansion:
