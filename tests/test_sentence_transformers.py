@@ -170,8 +170,11 @@ def test_a_sentence_transformers_folder_indexes_evaluates_and_exports(st_folders
     report = json.loads((tmp_path / "report" / "results.json").read_text())
     assert report["datasets"][0]["systems"][0]["metrics"]["mrr@10"] == 1.0
 
-    report = export_onnx(ExportConfig(checkpoint=folder, out=tmp_path / "onnx"))
-    assert report.parity["fp32"].passed
+    from splade.export.stage import run_export
+
+    exported = run_export(ExportConfig(checkpoint=folder, out=tmp_path / "onnx", opensearch_package=True,
+                                       sparse_tokenize=True, idf_corpus=corpus))
+    assert exported.report.parity["fp32"].passed and all(package.is_file() for package in exported.packages)
     exported = load_encoder(tmp_path / "onnx", device="cpu")
     torch_encoder = load_encoder(folder, backend="torch")
     assert exported.max_length == 24 and exported.model_name == torch_encoder.model_name

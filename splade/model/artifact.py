@@ -91,6 +91,15 @@ def backbone_dir(folder: str | Path) -> Path:
     return st_model.backbone if st_model is not None else folder
 
 
+def trained_max_length(folder: str | Path) -> int | None:
+    """The max length a folder's model was trained with, when its files say (None: they do not)."""
+    artifact = SpladeArtifact.read(folder)
+    if artifact is not None:
+        return artifact.max_length
+    st_model = read_module_files(folder)
+    return st_model.max_length if st_model is not None else None
+
+
 def model_identity(name_or_path: str | Path) -> str:
     """What an index records as "the model": the same for a checkpoint and its ONNX export.
 
