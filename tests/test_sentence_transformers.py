@@ -24,6 +24,7 @@ from splade.model.st_format import read_module_files
 from splade.tiny import build_tiny_model
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning")  # torch, inside it
 _register_all()
 TEXTS = ["당뇨병 치료 방법", "coffee is good for health",
          "서울은 한국의 수도이다 " * 6 + "coffee is good for health"]  # longer than the max length

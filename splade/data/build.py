@@ -234,7 +234,7 @@ def _mine_source(data: SourceData, config: BuildConfig, rng: random.Random,
             anchor = group.query if group.anchor == "query" else data.pool[pos]
             tasks.append(MiningTask(anchor, pos, group.excluded, count))
             owners.append(group)
-    retriever = make_retriever(data.pool, config.mining, show_progress=show_progress)
+    retriever = make_retriever(data.pool, config.mining, show_progress=show_progress, label=data.config.label)
     mined = mine_negatives(data.pool, tasks, retriever, config.mining, rng)
     rows = []
     missing = sum(not negatives for negatives in mined)
