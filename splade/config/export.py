@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 
 from splade.config.loading import OptionsModel
 
+Exporter = Literal["legacy", "dynamo"]  # torch.onnx's TorchScript-based exporter, or torch.export's
+
 
 class ExportConfig(OptionsModel):
     """What `splade export` writes; every field has the CLI option of the same name."""
@@ -18,7 +20,7 @@ class ExportConfig(OptionsModel):
     fp16: bool = False  # also write model_fp16.onnx (GPU serving)
     int8: bool = False  # also write model_int8.onnx (dynamic int8, CPU)
     opset: int = Field(default=17, ge=14, le=23)  # ONNX opset (the dynamo exporter uses at least 18)
-    exporter: Literal["legacy", "dynamo"] = "legacy"  # torch.onnx exporter
+    exporter: Exporter = "legacy"  # torch.onnx exporter
     optimize: bool = True  # fuse attention / LayerNorm / GELU with the ONNX Runtime optimizer
     tolerance: float | None = Field(default=None, gt=0.0)  # max |ONNX - PyTorch| of the fp32 graph (1e-3)
     parity_texts: Path | None = None  # more parity texts (.jsonl with text, or one a line)

@@ -20,12 +20,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
-from splade.config.export import ExportConfig
+from splade.config.export import ExportConfig, Exporter
 from splade.errors import SpladeError, at_option
 from splade.export.parity import (
     DEFAULT_TOLERANCES,
@@ -47,7 +48,7 @@ from splade.model import (
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = list(ONNX_INPUT_NAMES)
-EXPORTERS = ("legacy", "dynamo")
+EXPORTERS = get_args(Exporter)
 
 
 def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> SpladeModel:
@@ -69,7 +70,7 @@ def _example(model: SpladeModel) -> tuple[torch.Tensor, torch.Tensor]:
     return batch["input_ids"], batch["attention_mask"]
 
 
-def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str = "legacy") -> None:
+def export_graph(model: SpladeModel, path: Path, opset: int, exporter: str) -> None:
     """Trace `ExportGraph(model)` to ONNX with dynamic batch and sequence axes."""
     graph = ExportGraph(model).eval()
     ids, mask = _example(model)

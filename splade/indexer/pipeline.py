@@ -26,8 +26,8 @@ def metadata_for(encoder: Encoder, top_k: int | None = None, threshold: float = 
     return IndexMetadata(encoder.model_name, encoder.vocab_hash, encoder.vocab_size, top_k, threshold)
 
 
-def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex, batch_size: int = 32,
-                 show_progress: bool = True) -> int:
+def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex,
+                 batch_size: int = IndexConfig.default("batch_size"), show_progress: bool = True) -> int:
     """Encode `documents` (title + text, pruned as `index.metadata` says) and add them; returns the count."""
     meta = index.metadata
     if encoder.vocab_hash != meta.vocab_hash:
@@ -45,8 +45,10 @@ def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseI
     return done
 
 
-def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex, top_k: int = 10,
-                   batch_size: int = 32, show_progress: bool = False) -> dict[str, dict[str, float]]:
+def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex,
+                   top_k: int = SearchConfig.default("top_k"),
+                   batch_size: int = IndexConfig.default("batch_size"),
+                   show_progress: bool = False) -> dict[str, dict[str, float]]:
     """Encode and run `queries`; the result is a run `{query id: {doc id: score}}` (best first)."""
     qids = list(queries)
     vectors = encoder.encode([queries[q] for q in qids], batch_size=batch_size, show_progress=show_progress,
