@@ -95,8 +95,8 @@ def _end_to_end(data: Path, top_k: int) -> float:
     """Seconds of the whole build on msmarco-ko train: tokenize, index, mine, filter, dedup, split, write."""
     import tempfile
 
-    from splade.data.build import BuildConfig, SourceConfig, build_training_data
-    from splade.data.mining import MiningSettings
+    from splade.config.data import BuildConfig, MiningSettings, SourceConfig
+    from splade.data.build import build_training_data
 
     config = BuildConfig(sources=[SourceConfig(type="beir", path=str(data))],
                          mining=MiningSettings(top_k=top_k))

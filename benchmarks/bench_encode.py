@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
+from splade.config.export import ExportConfig  # noqa: E402
 from splade.encoders import Encoder  # noqa: E402
 from splade.encoders.onnx_backend import OnnxEncoder  # noqa: E402
 from splade.encoders.torch_backend import TorchEncoder  # noqa: E402
@@ -97,11 +98,12 @@ def main() -> None:
         scratch = Path(tmp)
         for name, path in models(scratch):
             exports = {"legacy": scratch / f"{name}-legacy"}
-            export_onnx(path, exports["legacy"], fp16="cuda" in devices, int8=True,
-                        max_length=args.max_length)
+            export_onnx(ExportConfig(checkpoint=path, out=exports["legacy"], fp16="cuda" in devices,
+                                     int8=True, max_length=args.max_length))
             if not args.skip_dynamo:
                 exports["dynamo"] = scratch / f"{name}-dynamo"
-                export_onnx(path, exports["dynamo"], exporter="dynamo", max_length=args.max_length)
+                export_onnx(ExportConfig(checkpoint=path, out=exports["dynamo"], exporter="dynamo",
+                                         max_length=args.max_length))
             for device in devices:
                 for half in ([False, True] if device == "cuda" else [False]):
                     torch_encoder = TorchEncoder(path, device=device, max_length=args.max_length)

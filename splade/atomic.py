@@ -1,4 +1,5 @@
-"""Atomic writes: a file or folder appears whole or not at all."""
+"""Atomic writes: a file or folder appears whole or not at all, with the modes `open` and `mkdir` give
+(0666 / 0777 less the umask), not the private ones of temporary files."""
 
 from __future__ import annotations
 
@@ -8,11 +9,24 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from splade.errors import at_option
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_modes(paths: Iterable[Path]) -> None:
+    """Give files and folders another tool wrote privately the modes `open` and `mkdir` give."""
+    mask = _umask()
+    for path in paths:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,6 +101,7 @@ def atomic_file(target: str | Path, mode: str = "w", encoding: str | None = "utf
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         kwargs = {"encoding": encoding} if "b" not in mode else {}
@@ -129,6 +144,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         old = None

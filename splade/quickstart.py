@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from splade.config import TrainConfig, load_config
+from splade.config.loading import BUNDLED_CONFIGS
 
-BUNDLED_CONFIGS = Path(__file__).resolve().parent / "resources" / "configs"
 QUICKSTART_CONFIG = BUNDLED_CONFIGS / "train_quickstart.yaml"
 LEXICAL_BIAS = -5.0  # the base model starts as a bag of its input tokens (see `splade.tiny.lexical_init`)
 
@@ -62,11 +62,13 @@ def run_quickstart(
     say: Callable[[str], None] = print,
 ) -> QuickstartResult:
     """Run every stage on the bundled sample and return where the outputs are."""
+    from splade.config.export import ExportConfig
+    from splade.config.index import IndexConfig
     from splade.data.sample import sample_beir_dir, sample_dir
     from splade.evaluation import write_report
     from splade.evaluation.runner import EvalConfig, run_evaluation
     from splade.export.stage import run_export
-    from splade.indexer.pipeline import IndexTarget, build_index
+    from splade.indexer.pipeline import build_index
     from splade.tiny import build_tiny_model
     from splade.trainer.loop import train
 
@@ -89,12 +91,12 @@ def run_quickstart(
 
     onnx_dir = out_dir / "onnx"
     say(f"[4/6] export: ONNX graph with parity check -> {onnx_dir}")
-    exported = run_export(best, onnx_dir)
+    exported = run_export(ExportConfig(checkpoint=best, out=onnx_dir))
     parity = exported.report.to_dict()
 
     index_dir = out_dir / "index"
     say(f"[5/6] index: embedded sparse index of {beir.name} -> {index_dir}")
-    indexed = build_index(onnx_dir, beir, IndexTarget("local", str(index_dir)), show_progress=True)
+    indexed = build_index(IndexConfig(model=onnx_dir, corpus=beir, index=str(index_dir)))
 
     report_dir = out_dir / "report"
     say(f"[6/6] eval: SPLADE against BM25 on {beir.name} -> {report_dir}")

@@ -107,3 +107,26 @@ def test_lexical_init_starts_as_a_bag_of_the_input_tokens():
         assert len(active) <= 2 * len(own), (text, len(active))
     plain = build_tiny_model(TINY_TEXTS, vocab_size=300, hidden_size=128, num_layers=2, num_heads=2)
     assert (plain.encode(texts) > 0).sum(dim=1).min() > 50  # a random model starts with many terms
+
+
+def test_written_files_and_folders_get_ordinary_modes(tiny_model_dir, tmp_path):
+    """Not the private 0600 / 0700 of temporary files: outputs are meant to be read by others."""
+    import os
+    import stat
+
+    from splade.config.export import ExportConfig
+    from splade.export.onnx_export import export_onnx
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "folder") as tmp, atomic_file(tmp / "file.json") as handle:
+            handle.write("{}")
+        SpladeModel.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "model")
+        export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=tmp_path / "onnx"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "folder" / "file.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "onnx").stat().st_mode) == 0o755
+    for path in [*(tmp_path / "model").rglob("*"), *(tmp_path / "onnx").rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, shared_path
 
+from splade.config.data import BuildConfig, EvalSetConfig, MiningSettings, SourceConfig, load_build_config
 from splade.data.beir import load_beir
-from splade.data.build import (
-    BuildConfig,
-    EvalSetConfig,
-    SourceConfig,
-    build_training_data,
-    load_build_config,
-    normalize,
-)
+from splade.data.build import build_training_data, normalize
 from splade.data.mining import (
     LexicalRetriever,
-    MiningSettings,
     MiningTask,
     SpladeRetriever,
     difficulty,
@@ -295,6 +289,9 @@ def test_cli_build_and_one_line_error(tmp_path: Path, sources: dict[str, Path]) 
                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert _rows(out / "train.jsonl") and "cross_lingual" in ok.stderr
+    bars = set(re.findall(r"(?:^|[\r\n])([^\r\n:|]+):\s+\d+%\|", ok.stderr))  # one bar a stage, per source
+    assert bars == {f"{sources[kind].stem} {stage}" for kind in ("parallel", "lexicon")
+                    for stage in ("pool", "negatives")}, ok.stderr
     bad = _write_tsv(tmp_path / "bad.tsv", ["code", "korean"], [("A", "가")])
     err = subprocess.run([sys.executable, "-m", "splade", "data", "build", "--lexicon", str(bad),
                           "--out", str(tmp_path / "never")], capture_output=True, text=True, cwd=REPO_ROOT,

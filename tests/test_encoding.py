@@ -19,10 +19,11 @@ TEXTS = ["당뇨병 치료 방법", "diabetes mellitus treatment and prevention 
 
 @pytest.fixture(scope="module")
 def onnx_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from splade.config.export import ExportConfig
     from splade.export.onnx_export import export_onnx
 
     out = tmp_path_factory.mktemp("enc") / "onnx"
-    export_onnx(tiny_model_dir, out, fp16=True)
+    export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=out, fp16=True))
     return out
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import shared_path
 
+from splade.config.export import ExportConfig
 from splade.errors import SpladeError
 from splade.export.onnx_export import export_onnx, load_for_export
 from splade.export.parity import PARITY_TEXTS, Tolerance, topk_overlap
@@ -28,7 +29,7 @@ LONG_TEXTS = [
 @pytest.fixture(scope="module")
 def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("export") / "onnx"
-    report = export_onnx(tiny_model_dir, out, fp16=True, int8=True)
+    report = export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=out, fp16=True, int8=True))
     return out, report
 
 
@@ -103,7 +104,8 @@ def test_parity_failure_writes_nothing_and_keeps_old_export(exported, tiny_model
     out.mkdir()
     (out / "export_report.json").write_text("{}")  # an earlier export
     with pytest.raises(SpladeError, match=r"parity.*max\|diff\|"):
-        export_onnx(tiny_model_dir, out, tolerances={"fp32": Tolerance(1e-12, 1.0)})
+        export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=out),
+                    tolerances={"fp32": Tolerance(1e-12, 1.0)})
     assert sorted(p.name for p in out.iterdir()) == ["export_report.json"]
 
 
@@ -112,18 +114,18 @@ def test_parity_failure_writes_nothing_and_keeps_old_export(exported, tiny_model
 ])
 def test_bad_options_are_user_errors(tiny_model_dir, tmp_path, kwargs, option):
     with pytest.raises(SpladeError, match=option):
-        export_onnx(tiny_model_dir, tmp_path / "out", **kwargs)
+        export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=tmp_path / "out", **kwargs))
 
 
 def test_export_never_replaces_a_folder_it_did_not_write(tiny_model_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(SpladeError, match="--out: .* is not an earlier export"):
-        export_onnx(tiny_model_dir, tmp_path)
+        export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
 def test_dynamo_exporter_also_exports_a_correct_graph(tiny_model_dir, tmp_path):
-    report = export_onnx(tiny_model_dir, tmp_path / "dyn", exporter="dynamo")
+    report = export_onnx(ExportConfig(checkpoint=tiny_model_dir, out=tmp_path / "dyn", exporter="dynamo"))
     assert report.exporter == "dynamo" and report.parity["fp32"].passed
     assert report.max_abs_diff < 1e-4
 
@@ -164,6 +166,6 @@ def test_real_splade_tiny_parity_on_korean_and_english(splade_tiny_dir, tmp_path
     sample = tmp_path / "sample.jsonl"
     with texts.open(encoding="utf-8") as handle:
         sample.write_text("".join(line for line, _ in zip(handle, range(6), strict=False)), encoding="utf-8")
-    report = export_onnx(splade_tiny_dir, tmp_path / "onnx", parity_texts=sample)
+    report = export_onnx(ExportConfig(checkpoint=splade_tiny_dir, out=tmp_path / "onnx", parity_texts=sample))
     assert report.parity["fp32"].n_texts >= 20
     assert report.max_abs_diff < 1e-3 and report.topk_overlap >= 0.99

@@ -218,7 +218,8 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
     from typer.testing import CliRunner
 
     from splade.cli import _register_all, app
-    from splade.indexer.pipeline import IndexTarget, build_index
+    from splade.config.index import IndexConfig
+    from splade.indexer.pipeline import build_index
 
     _register_all()
     corpus = write_beir(tmp_path / "beir", ["당뇨병 치료", "Seoul is the capital of Korea", "coffee is good"])
@@ -236,9 +237,10 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
     # a corpus line without text fails before anything is built; the live index is untouched
     bad = write_beir(tmp_path / "bad", ["one", "two"], bad_line=True)
     with pytest.raises(SpladeError, match=r"corpus.jsonl:3: document 'broken' has no text"):
-        build_index(tiny_model_dir, bad, IndexTarget("local", str(out)), show_progress=False)
+        build_index(IndexConfig(model=tiny_model_dir, corpus=bad, index=str(out)), show_progress=False)
     with pytest.raises(SpladeError, match=r"corpus.jsonl:3"):
-        build_index(tiny_model_dir, bad, IndexTarget("local", str(tmp_path / "new")), show_progress=False)
+        build_index(IndexConfig(model=tiny_model_dir, corpus=bad, index=str(tmp_path / "new")),
+                    show_progress=False)
     assert not (tmp_path / "new").exists()
     assert LocalSparseIndex.open(out).count() == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -246,11 +248,11 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
     # appending keeps the old documents and adds the new ones
     more = write_beir(tmp_path / "more", ["hypertension prevention"])
     (more / "corpus.jsonl").write_text('{"_id": "doc9", "text": "hypertension prevention"}\n')
-    build_index(tiny_model_dir, more, IndexTarget("local", str(out)), top_k=64, append=True,
-                show_progress=False)
+    append = IndexConfig(model=tiny_model_dir, corpus=more, index=str(out), top_k_doc=64, append=True)
+    build_index(append, show_progress=False)
     assert LocalSparseIndex.open(out).count() == 4
     with pytest.raises(SpladeError, match="top_k"):
-        build_index(tiny_model_dir, more, IndexTarget("local", str(out)), append=True, show_progress=False)
+        build_index(append.model_copy(update={"top_k_doc": None}), show_progress=False)
 
     # an append that fails half-way leaves the live index exactly as it was
     before = sorted(p.name for p in out.iterdir())
@@ -267,8 +269,7 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
     monkeypatch.setattr(LocalSparseIndex, "add", failing_add)
     monkeypatch.setattr("splade.indexer.pipeline.ENCODE_CHUNK", 10)
     with pytest.raises(OSError, match="disk full"):
-        build_index(tiny_model_dir, many, IndexTarget("local", str(out)), top_k=64, append=True,
-                    show_progress=False)
+        build_index(append.model_copy(update={"corpus": many}), show_progress=False)
     monkeypatch.undo()
     assert calls["n"] == 2  # the first chunk was added before the failure
     assert LocalSparseIndex.open(out).count() == 4

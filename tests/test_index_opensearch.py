@@ -267,6 +267,12 @@ def test_cli_index_and_search_on_opensearch(opensearch_url: str, tmp_path: Path,
                                 env=env)
     assert result.exit_code == 0, result.output
     assert "doc1" in result.output and "Seoul" in result.output
+    # the same connection from options (they win over the variables), with the shared TLS flag
+    options = ["--hosts", opensearch_url, "--no-verify", "--timeout", "20", "--format", "json"]
+    result = CliRunner().invoke(app, ["search", "capital of Korea", *common, *options],
+                                env={"OPENSEARCH_HOSTS": "http://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hits"][0]["doc_id"] == "doc1"
 
 
 def test_neural_sparse_mode_on_a_cluster_without_the_plugin_is_one_line(opensearch_url: str) -> None:

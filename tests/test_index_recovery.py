@@ -76,8 +76,12 @@ def two_segment_index(path: Path) -> LocalSparseIndex:
 
 
 def killed_writer(path: Path, op: str, point: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", WRITER, str(path), op, point, str(TESTS)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITER, str(path), op, point, str(TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
@@ -87,8 +91,13 @@ def assert_only_one_clean_generation(path: Path) -> None:
     expected = ["CURRENT", "LOCK", manifest_name, segment["name"]]
     assert sorted(p.name for p in path.iterdir()) == sorted(expected)
     files = sorted(p.name for p in (path / segment["name"]).iterdir())
-    assert files == ["doc_ids.json", "postings_docs.npy", "postings_ptr.npy", "postings_weights.npy",
-                     "texts.json"]
+    assert files == [
+        "doc_ids.json",
+        "postings_docs.npy",
+        "postings_ptr.npy",
+        "postings_weights.npy",
+        "texts.json",
+    ]
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # nothing left beside the folder
 
 
@@ -115,8 +124,11 @@ def test_a_writer_killed_at_any_point_is_recovered(tmp_path: Path, op: str, poin
     assert LocalSparseIndex.open(path).count() == after.count() + 1
 
     with LocalSparseIndex.create(path, META, overwrite=True) as index:
-        index.add([f"r{i}" for i in range(10)], random_batch(10, 20, seed=4, vocab=VOCAB),
-                  [f"r{i}" for i in range(10)])
+        index.add(
+            [f"r{i}" for i in range(10)],
+            random_batch(10, 20, seed=4, vocab=VOCAB),
+            [f"r{i}" for i in range(10)],
+        )
     rebuilt = LocalSparseIndex.open(path)
     assert rebuilt.count() == 10 and rebuilt.fetch_texts(["r3"]) == ["r3"]
     assert_only_one_clean_generation(path)
@@ -148,8 +160,10 @@ def test_leftovers_of_older_folder_swaps_are_removed(tmp_path: Path) -> None:
 # -- the command line -----------------------------------------------------------------------------
 def write_corpus(folder: Path, prefix: str, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [json.dumps({"_id": f"{prefix}{i}", "text": f"document {prefix} number {i} about seoul"})
-            for i in range(n)]
+    rows = [
+        json.dumps({"_id": f"{prefix}{i}", "text": f"document {prefix} number {i} about seoul"})
+        for i in range(n)
+    ]
     (folder / "corpus.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return folder
 
@@ -157,20 +171,25 @@ def write_corpus(folder: Path, prefix: str, n: int) -> Path:
 def splade_cli(*args: str, kill_before_publish: bool = False) -> subprocess.CompletedProcess:
     code = "import sys; from splade.cli import main; sys.argv = ['splade', *sys.argv[1:]]; "
     if kill_before_publish:  # just after encoding: the new segment is on disk, unpublished
-        code += ("import os, signal; from splade.indexer import local; "
-                 "local.publish = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); ")
-    return subprocess.run([sys.executable, "-c", code + "main()", *args], capture_output=True, text=True,
-                          timeout=300)
+        code += (
+            "import os, signal; from splade.indexer import local; "
+            "local.publish = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
+        )
+    return subprocess.run(
+        [sys.executable, "-c", code + "main()", *args], capture_output=True, text=True, timeout=300
+    )
 
 
-def test_cli_append_after_a_killed_append_and_a_second_writer(tmp_path: Path,
-                                                               tiny_model_dir: Path) -> None:
-    from splade.indexer.pipeline import IndexTarget, build_index
+def test_cli_append_after_a_killed_append_and_a_second_writer(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from splade.config.index import IndexConfig
+    from splade.indexer.pipeline import build_index
 
     path = tmp_path / "idx"
     model = ["--model", str(tiny_model_dir), "--index", str(path)]
-    build_index(tiny_model_dir, write_corpus(tmp_path / "c1", "a", 5), IndexTarget("local", str(path)),
-                show_progress=False)
+    build_index(
+        IndexConfig(model=tiny_model_dir, corpus=write_corpus(tmp_path / "c1", "a", 5), index=str(path)),
+        show_progress=False,
+    )
     more = write_corpus(tmp_path / "c2", "b", 3)
     killed = splade_cli("index", *model, "--corpus", str(more), "--append", kill_before_publish=True)
     assert killed.returncode == -signal.SIGKILL
@@ -186,31 +205,50 @@ def test_cli_append_after_a_killed_append_and_a_second_writer(tmp_path: Path,
             refused = splade_cli("index", *model, "--corpus", str(more), *extra)
             assert refused.returncode == 2
             assert refused.stderr.strip().splitlines() == [
-                f"error: index {path} is being written by pid {os.getpid()}"]
+                f"error: index {path} is being written by pid {os.getpid()}"
+            ]
     assert LocalSparseIndex.open(path).count() == 8
 
 
 # -- OpenSearch -----------------------------------------------------------------------------------
 def test_a_killed_opensearch_rebuild_leaves_a_build_index_the_next_run_removes(
-        opensearch_url: str, tmp_path: Path, tiny_model_dir: Path) -> None:
-    from splade.indexer.connection import OpenSearchSettings, make_client
-    from splade.indexer.pipeline import IndexTarget, build_index
+    opensearch_url: str, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from splade.config.index import IndexConfig
+    from splade.config.opensearch import OpenSearchSettings
+    from splade.indexer.connection import make_client
+    from splade.indexer.pipeline import build_index
 
     settings = OpenSearchSettings(hosts=[opensearch_url])
-    target = IndexTarget("opensearch", "killed", settings, "rank_feature")
     corpus = write_corpus(tmp_path / "c", "d", 6)
-    first = build_index(tiny_model_dir, corpus, target, show_progress=False)
+    target = IndexConfig(
+        model=tiny_model_dir,
+        corpus=corpus,
+        index="killed",
+        backend="opensearch",
+        opensearch=settings,
+        query_mode="rank_feature",
+    )
+    first = build_index(target, show_progress=False)
     assert first["documents"] == 6 and first["notes"] == []
-    script = ("import os, signal, sys; from splade.indexer import opensearch as o; "
-              "from splade.indexer.pipeline import IndexTarget, build_index; "
-              "from splade.indexer.connection import OpenSearchSettings; "
-              "real = o.OpenSearchSparseIndex.add\n"
-              "def add(self, *a, **k):\n    real(self, *a, **k); os.kill(os.getpid(), signal.SIGKILL)\n"
-              "o.OpenSearchSparseIndex.add = add\n"
-              "build_index(sys.argv[1], sys.argv[2], IndexTarget('opensearch', 'killed', "
-              "OpenSearchSettings(hosts=[sys.argv[3]]), 'rank_feature'), show_progress=False)")
-    proc = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir), str(corpus), opensearch_url],
-                          capture_output=True, text=True, timeout=300)
+    script = (
+        "import os, signal, sys; from splade.indexer import opensearch as o; "
+        "from splade.indexer.pipeline import build_index; "
+        "from splade.config.index import IndexConfig; "
+        "from splade.config.opensearch import OpenSearchSettings; "
+        "real = o.OpenSearchSparseIndex.add\n"
+        "def add(self, *a, **k):\n    real(self, *a, **k); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "o.OpenSearchSparseIndex.add = add\n"
+        "build_index(IndexConfig(model=sys.argv[1], corpus=sys.argv[2], index='killed', "
+        "backend='opensearch', opensearch=OpenSearchSettings(hosts=[sys.argv[3]]), "
+        "query_mode='rank_feature'), show_progress=False)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_model_dir), str(corpus), opensearch_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     client = make_client(settings)
     indices = client.indices.get_alias(index="killed-*")
@@ -218,7 +256,9 @@ def test_a_killed_opensearch_rebuild_leaves_a_build_index_the_next_run_removes(
     assert len(stale) == 1 and len(indices) == 2  # the killed build's index, beside the live one
     client.indices.create(index="killed-other-20260101000000000000")  # another alias's: not to remove
 
-    second = build_index(tiny_model_dir, write_corpus(tmp_path / "c2", "e", 4), target, show_progress=False)
+    second = build_index(
+        target.model_copy(update={"corpus": write_corpus(tmp_path / "c2", "e", 4)}), show_progress=False
+    )
     assert second["notes"] == [f"removed stale build index {stale[0]!r} (left by an interrupted rebuild)"]
     assert second["documents"] == 4
     other = "killed-other-20260101000000000000"

@@ -11,7 +11,15 @@ from scipy import stats
 from splade.errors import SpladeError
 from splade.evaluation.efficiency import average_terms, flops, term_activation, term_sets_to_batch, widen
 from splade.evaluation.metrics import evaluate_run, mean_scores, ranked, truncate_run
-from splade.evaluation.significance import apply_holm, compare, holm, paired_t_test, randomization_test
+from splade.evaluation.significance import (
+    apply_holm,
+    compare,
+    holm,
+    mean_difference_interval,
+    paired_t_test,
+    randomization_test,
+    wins_ties_losses,
+)
 from splade.sparse import SparseBatch
 
 
@@ -98,6 +106,17 @@ def test_holm_by_hand() -> None:
     assert comparisons[0].delta == 1.0 and comparisons[0].significant(0.05)
     assert not comparisons[1].significant(0.05)
     assert comparisons[0].p_holm == pytest.approx(min(1.0, 2 * comparisons[0].p_random))
+
+
+def test_interval_and_wins_by_hand() -> None:
+    # differences 0.1, 0.3, 0.2, 0.0: mean 0.15, sd 0.1291, t(0.975, 3) = 3.1824 -> half width 0.2054
+    low, high = mean_difference_interval([0.5, 0.6, 0.4, 0.2], [0.4, 0.3, 0.2, 0.2])
+    assert (low, high) == pytest.approx((0.15 - 0.20543, 0.15 + 0.20543), abs=1e-4)
+    assert wins_ties_losses([0.5, 0.6, 0.4, 0.2, 0.0], [0.4, 0.3, 0.2, 0.2, 0.1]) == (3, 1, 1)
+    assert mean_difference_interval([1.0], [0.0]) == (1.0, 1.0)
+    comparison = compare("s", "b", "ndcg@10", [0.5, 0.6, 0.4, 0.2], [0.4, 0.3, 0.2, 0.2], 100)
+    assert (comparison.wins, comparison.ties, comparison.losses) == (3, 1, 0)
+    assert comparison.ci_low == pytest.approx(low) and comparison.ci_high == pytest.approx(high)
 
 
 def test_flops_by_hand() -> None:

@@ -93,14 +93,16 @@ def test_bad_idf_corpus_names_file_and_line(tiny_model_dir, tmp_path):
 
 
 def test_export_with_packages_is_whole_or_nothing(tiny_model_dir, tmp_path):
+    from splade.config.export import ExportConfig
     from splade.export.stage import run_export
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "1", "text": "당뇨병 치료"}\n{"_id": "2", "text": "coffee"}\n',
                       encoding="utf-8")
     out = tmp_path / "export"
-    result = run_export(tiny_model_dir, out, opensearch_package=True, sparse_tokenize=True, idf_corpus=corpus,
-                        name="tiny")
+    config = ExportConfig(checkpoint=tiny_model_dir, out=out, opensearch_package=True, sparse_tokenize=True,
+                          idf_corpus=corpus, name="tiny")
+    result = run_export(config)
     assert (out / "model.onnx").is_file() and (out / "export_report.json").is_file()
     assert [p.relative_to(out).as_posix() for p in result.packages] == [
         "opensearch/tiny.zip", "opensearch-tokenizer/tiny-tokenizer.zip"]
@@ -109,6 +111,6 @@ def test_export_with_packages_is_whole_or_nothing(tiny_model_dir, tmp_path):
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     corpus.write_text('{"_id": "1", "text": "ok"}\n{broken\n', encoding="utf-8")
     with pytest.raises(SpladeError, match=r"corpus.jsonl:2"):
-        run_export(tiny_model_dir, out, opensearch_package=True, sparse_tokenize=True, idf_corpus=corpus)
+        run_export(config.model_copy(update={"name": None}))
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before  # the old export stands
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "export"]  # no scratch left

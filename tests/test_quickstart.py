@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from splade.encoders import load_encoder
 from splade.indexer.local import LocalSparseIndex
 from splade.quickstart import run_quickstart
@@ -26,6 +28,13 @@ def test_quickstart_runs_every_stage_on_the_bundled_sample(tmp_path):
     assert index.count() == 2126
     # the ONNX export is the same model as its checkpoint: the index accepts both
     assert load_encoder(result.model_dir).model_name == encoder.model_name == index.metadata.model_name
+    # the trained folder and its export load in sentence-transformers, which computes the same vectors
+    from sentence_transformers import SparseEncoder
+
+    texts = ["당뇨병 치료 방법", "coffee is good for health"]
+    for folder in (result.model_dir, result.onnx_dir):
+        theirs = SparseEncoder(str(folder), device="cpu").encode(texts, convert_to_tensor=True).to_dense()
+        assert np.allclose(theirs.numpy(), load_encoder(folder).encode(texts).to_dense(), atol=1e-3)
 
     names = [row["name"] for row in result.systems]
     assert names == ["bm25", "splade-quickstart"]

@@ -19,6 +19,24 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        from splade.versions import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                 help="Print the version of splade and of its main libraries, and exit."),
+) -> None:
+    """Train, export, index and evaluate Korean / Korean-English SPLADE neural sparse retrieval models."""
+
+
 # Each module registers its verbs on `app` through a `register(app)` function.
 COMMAND_MODULES = ("quickstart", "data", "train", "export", "index", "evaluate")
 

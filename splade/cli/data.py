@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from splade.data.sample import SAMPLE_CONFIG
 from splade.errors import at_option
 
 data_app = typer.Typer(
@@ -46,7 +47,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 def build(
     out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically): train.jsonl, "
                                                 "val.jsonl, summary.json."),
-    config: Path | None = typer.Option(None, "--config", help="YAML build config (see configs/data_*.yaml)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML build config: a file, or a bundled one "
+                                                              "by name (data_ko.yaml, data_sample.yaml)."),
     beir: list[Path] = typer.Option([], "--beir", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/); "
                                                        "repeatable."),
     parallel: list[Path] = typer.Option([], "--parallel", help="Parallel TSV with 'ko' and 'en' columns; "
@@ -63,36 +65,25 @@ def build(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (sampling, splits)."),
 ) -> None:
     """Turn retrieval sets, parallel sentences and lexicons into training and validation triplets."""
-    from splade.data.build import BuildConfig, SourceConfig, build_training_data, load_build_config
+    from splade.config.data import SourceConfig, build_config
+    from splade.data.build import build_training_data
 
     sources = [SourceConfig(type="beir", path=str(p), split=split) for p in beir]
     sources += [SourceConfig(type="parallel", path=str(p)) for p in parallel]
     sources += [SourceConfig(type="lexicon", path=str(p)) for p in lexicon]
     sources += [SourceConfig(type="hub", name=n, split=split) for n in hub]
-    if config is None and not sources:
-        raise at_option("--config", "give a build config or at least one --beir, --parallel, --lexicon "
-                                    "or --hub source")
-    cfg = load_build_config(config) if config else BuildConfig(sources=sources)
-    if config and sources:
-        cfg = cfg.model_copy(update={"sources": cfg.sources + sources})
-    updates: dict = {}
-    if negatives is not None:
-        updates["negatives_per_positive"] = negatives
-    if seed is not None:
-        updates["seed"] = seed
-    if mine_with is not None:
-        if not mine_with.is_dir():
-            raise at_option("--mine-with", f"{mine_with} is not a model folder")
-        updates["mining"] = cfg.mining.model_copy(update={"model": str(mine_with)})
-    cfg = cfg.model_copy(update=updates)
+    if mine_with is not None and not mine_with.is_dir():
+        raise at_option("--mine-with", f"{mine_with} is not a model folder")
+    cfg = build_config(config, sources, mining_model=str(mine_with) if mine_with else None,
+                       negatives_per_positive=negatives, seed=seed)
     result = build_training_data(cfg, out, show_progress=True, log=_echo)
     _print_summary(result.summary, out)
 
 
 @data_app.command("sample")
 def sample(
-    config: Path = typer.Option(Path("configs/data_sample.yaml"), "--config",
-                                help="Build config of the sample."),
+    config: Path = typer.Option(SAMPLE_CONFIG, "--config", help="Build config of the sample (default: "
+                                                                "the bundled data_sample.yaml)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: the package's bundled "
                                                         "sample, splade/resources/sample)."),
 ) -> None:

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import typer
 
+from splade.cli.options import opensearch_options
+from splade.config.evaluate import EvalConfig
+from splade.config.opensearch import OpenSearchSettings
+
 SYSTEMS = "Systems"
-OPENSEARCH = "OpenSearch (with --backend opensearch)"
+_default = EvalConfig.default
 
 
 def evaluate(
@@ -15,52 +19,44 @@ def evaluate(
         ..., "--dataset", "-d",
         help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); repeat for several datasets."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (replaced atomically)."),
-    split: str = typer.Option("dev", help="Qrels split to evaluate."),
+    split: str = typer.Option(_default("split"), help="Qrels split to evaluate."),
     merged_corpus: bool = typer.Option(
-        False, "--merged-corpus", help="Search every dataset's queries against all passages of all named "
-        "datasets (distractors make Recall@1000 meaningful on small sets)."),
+        _default("merged_corpus"), "--merged-corpus", help="Search every dataset's queries against all "
+        "passages of all named datasets (distractors make Recall@1000 meaningful on small sets)."),
     duplicate_ids: str = typer.Option(
-        "error", "--duplicate-ids", help="A corpus _id on two lines: error (names both lines), keep-first "
-        "or keep-last."),
+        _default("duplicate_ids"), "--duplicate-ids", help="A corpus _id on two lines: error (names both "
+        "lines), keep-first or keep-last."),
     splade: list[str] = typer.Option(
-        [], "--splade", "-s", help="SPLADE checkpoint or ONNX export folder, or NAME=FOLDER; repeat to "
-        "compare several.", rich_help_panel=SYSTEMS),
-    bm25: bool = typer.Option(True, "--bm25/--no-bm25", help="BM25 over Kiwi content morphemes (baseline).",
-                              rich_help_panel=SYSTEMS),
+        [], "--splade", "-s", help="SPLADE checkpoint, ONNX export or sentence-transformers SPLADE folder, "
+        "or NAME=FOLDER; repeat to compare several.", rich_help_panel=SYSTEMS),
+    bm25: bool = typer.Option(_default("bm25"), "--bm25/--no-bm25",
+                              help="BM25 over Kiwi content morphemes (baseline).", rich_help_panel=SYSTEMS),
     bm25_whitespace: bool = typer.Option(
-        False, "--bm25-whitespace", help="Also BM25 over whitespace tokens (a sanity column).",
-        rich_help_panel=SYSTEMS),
+        _default("bm25_whitespace"), "--bm25-whitespace",
+        help="Also BM25 over whitespace tokens (a sanity column).", rich_help_panel=SYSTEMS),
     dense: str | None = typer.Option(
         None, "--dense", help="sentence-transformers model folder for the dense baseline, e.g. "
         "../shared/models/me5-small-koen.", rich_help_panel=SYSTEMS),
-    query_prefix: str = typer.Option("query: ", help="Dense query prefix.", rich_help_panel=SYSTEMS),
-    passage_prefix: str = typer.Option("passage: ", help="Dense passage prefix.", rich_help_panel=SYSTEMS),
-    dense_max_length: int = typer.Option(256, help="Dense max tokens.", rich_help_panel=SYSTEMS),
-    backend: str = typer.Option("local", help="SPLADE index: local (embedded, temporary) or opensearch.",
-                                rich_help_panel=SYSTEMS),
-    encoder_backend: str = typer.Option("auto", help="SPLADE encoder: auto, torch or onnx.",
-                                        rich_help_panel=SYSTEMS),
+    query_prefix: str = typer.Option(_default("dense_query_prefix"), help="Dense query prefix.",
+                                     rich_help_panel=SYSTEMS),
+    passage_prefix: str = typer.Option(_default("dense_passage_prefix"), help="Dense passage prefix.",
+                                       rich_help_panel=SYSTEMS),
+    dense_max_length: int = typer.Option(_default("dense_max_length"), help="Dense max tokens.",
+                                         rich_help_panel=SYSTEMS),
+    backend: str = typer.Option(_default("backend"), rich_help_panel=SYSTEMS,
+                                help="SPLADE index: local (embedded, temporary) or opensearch."),
+    encoder_backend: str = typer.Option(_default("encoder_backend"), rich_help_panel=SYSTEMS,
+                                        help="SPLADE encoder: auto, torch or onnx."),
     doc_top_k: int | None = typer.Option(None, help="Keep at most this many terms per SPLADE document.",
                                          rich_help_panel=SYSTEMS),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    batch_size: int = typer.Option(32, help="Encoding batch size."),
+    batch_size: int = typer.Option(_default("batch_size"), help="Encoding batch size."),
     max_queries: int | None = typer.Option(None, help="Evaluate a seeded sample of N queries per set."),
-    top_k: int = typer.Option(1000, help="Documents retrieved per query."),
-    alpha: float = typer.Option(0.05, help="Significance level (after Holm's correction)."),
-    trials: int = typer.Option(10_000, help="Randomization-test trials."),
-    seed: int = typer.Option(0, help="Seed of the query sample and the randomization test."),
-    hosts: str | None = typer.Option(None, help="Comma-separated hosts (env OPENSEARCH_HOSTS).",
-                                     rich_help_panel=OPENSEARCH),
-    user: str | None = typer.Option(None, help="User (env OPENSEARCH_USER).", rich_help_panel=OPENSEARCH),
-    password: str | None = typer.Option(None, help="Password (prefer env OPENSEARCH_PASSWORD).",
-                                        rich_help_panel=OPENSEARCH),
-    api_key: str | None = typer.Option(None, help="API key (prefer env OPENSEARCH_API_KEY).",
-                                       rich_help_panel=OPENSEARCH),
-    ca_certs: str | None = typer.Option(None, help="CA bundle (env OPENSEARCH_CA_CERTS).",
-                                        rich_help_panel=OPENSEARCH),
-    verify: bool | None = typer.Option(None, "--verify/--no-verify", help="Verify TLS certificates.",
-                                       rich_help_panel=OPENSEARCH),
-    timeout: float | None = typer.Option(None, help="Request timeout (s).", rich_help_panel=OPENSEARCH),
+    top_k: int = typer.Option(_default("top_k"), help="Documents retrieved per query."),
+    alpha: float = typer.Option(_default("alpha"), help="Significance level (after Holm's correction)."),
+    trials: int = typer.Option(_default("trials"), help="Randomization-test trials."),
+    seed: int = typer.Option(_default("seed"), help="Seed of the query sample and the randomization test."),
+    opensearch: OpenSearchSettings | None = None,
 ) -> None:
     """Compare SPLADE with BM25 and dense retrieval: NDCG@10, MRR@10, Recall@100/1000, significance, costs.
 
@@ -68,24 +64,17 @@ def evaluate(
     """
     from rich.console import Console
 
-    from splade.evaluation import EvalConfig, run_evaluation, write_report
+    from splade.evaluation import run_evaluation, write_report
     from splade.evaluation.systems import parse_splade_spec
 
     console = Console(stderr=True)
-    settings = None
-    if backend == "opensearch":
-        from splade.indexer.opensearch import OpenSearchSettings
-
-        settings = OpenSearchSettings.from_env(hosts=hosts, user=user, password=password, api_key=api_key,
-                                               ca_certs=ca_certs, verify=verify, timeout=timeout)
     config = EvalConfig(
         datasets=list(dataset), split=split, merged_corpus=merged_corpus, duplicate_ids=duplicate_ids,
         splade=[parse_splade_spec(spec) for spec in splade], bm25=bm25, bm25_whitespace=bm25_whitespace,
         dense=dense, dense_query_prefix=query_prefix, dense_passage_prefix=passage_prefix,
-        dense_max_length=dense_max_length, backend=backend, opensearch=settings,
+        dense_max_length=dense_max_length, backend=backend, opensearch=opensearch,
         encoder_backend=encoder_backend, device=device, batch_size=batch_size, doc_top_k=doc_top_k,
-        max_queries=max_queries, top_k=top_k,
-        alpha=alpha, trials=trials, seed=seed, show_progress=True,
+        max_queries=max_queries, top_k=top_k, alpha=alpha, trials=trials, seed=seed, show_progress=True,
     )
     result = run_evaluation(config, log=lambda message: console.print(f"[dim]•[/dim] {message}"))
     report = write_report(result, out)
@@ -100,4 +89,4 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     """Add `splade eval` to the root app."""
-    app.command("eval")(evaluate)
+    app.command("eval")(opensearch_options(evaluate))

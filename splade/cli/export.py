@@ -6,27 +6,33 @@ from pathlib import Path
 
 import typer
 
+from splade.config.export import ExportConfig
+
+_default = ExportConfig.default
+
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Trained SPLADE checkpoint folder (save_pretrained format)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Trained model folder (splade checkpoint or sentence-transformers SPLADE folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (for GPU serving)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (dynamic int8, for CPU)."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    fp16: bool = typer.Option(_default("fp16"), "--fp16",
+                              help="Also write model_fp16.onnx (for GPU serving)."),
+    int8: bool = typer.Option(_default("int8"), "--int8",
+                              help="Also write model_int8.onnx (dynamic int8, for CPU)."),
+    opset: int = typer.Option(_default("opset"), "--opset", help="ONNX opset version."),
     tolerance: float = typer.Option(None, "--tolerance",
                                     help="Max |ONNX - PyTorch| allowed for the fp32 graph (default 1e-3)."),
-    exporter: str = typer.Option("legacy", "--exporter", help="torch.onnx exporter: legacy or dynamo."),
-    optimize: bool = typer.Option(True, "--optimize/--no-optimize",
+    exporter: str = typer.Option(_default("exporter"), help="torch.onnx exporter: legacy or dynamo."),
+    optimize: bool = typer.Option(_default("optimize"), "--optimize/--no-optimize",
                                   help="Fuse attention/LayerNorm/GELU (ONNX Runtime optimizer)."),
     parity_texts: Path = typer.Option(None, "--parity-texts",
                                       help="More parity texts (.jsonl with text, or one a line)."),
     max_length: int = typer.Option(None, "--max-length", help="Max tokens (default: the checkpoint's)."),
-    opensearch_package: bool = typer.Option(False, "--opensearch-package",
+    opensearch_package: bool = typer.Option(_default("opensearch_package"), "--opensearch-package",
                                             help="Also build an ML Commons SPARSE_ENCODING zip."),
-    sparse_tokenize: bool = typer.Option(False, "--sparse-tokenize",
+    sparse_tokenize: bool = typer.Option(_default("sparse_tokenize"), "--sparse-tokenize",
                                          help="Also build a SPARSE_TOKENIZE zip (tokenizer + idf.json)."),
-    idf_corpus: Path = typer.Option(None, "--idf-corpus",
-                                    help="idf.json corpus: BEIR folder, .jsonl, or one text a line."),
+    idf_corpus: Path = typer.Option(None, help="idf.json corpus: BEIR folder, .jsonl, or one text a line."),
     package_url: str = typer.Option(None, "--package-url",
                                     help="URL the zip is served from (for register_model.json)."),
     name: str = typer.Option(None, "--name", help="Model name to register (default: folder name)."),
@@ -34,19 +40,17 @@ def export(
     """Export a checkpoint to ONNX (parity-checked against PyTorch) and, optionally, OpenSearch packages."""
     from rich.console import Console
     from rich.table import Table
-    from transformers.utils import logging as hf_logging
 
     from splade.export.stage import run_export
 
-    hf_logging.disable_progress_bar()
-
+    config = ExportConfig(
+        checkpoint=checkpoint, out=out, fp16=fp16, int8=int8, opset=opset, tolerance=tolerance,
+        exporter=exporter, optimize=optimize, parity_texts=parity_texts, max_length=max_length,
+        opensearch_package=opensearch_package, sparse_tokenize=sparse_tokenize, idf_corpus=idf_corpus,
+        package_url=package_url, name=name)
     console = Console()
     with console.status(f"exporting {checkpoint} ..."):
-        result = run_export(checkpoint, out, fp16=fp16, int8=int8, opset=opset, tolerance=tolerance,
-                            exporter=exporter, optimize=optimize, parity_texts=parity_texts,
-                            max_length=max_length, opensearch_package=opensearch_package,
-                            sparse_tokenize=sparse_tokenize, idf_corpus=idf_corpus, package_url=package_url,
-                            name=name)
+        result = run_export(config)
     report = result.report
     table = Table(title=f"parity vs PyTorch ({report.parity['fp32'].n_texts} Korean/English texts)")
     for column in ("graph", "max |diff|", "tolerance", f"top-{report.parity['fp32'].k} overlap", "verdict"):

@@ -2,89 +2,100 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-CONN = "OpenSearch connection"
+from splade.cli.options import opensearch_options
+from splade.config.index import IndexConfig, SearchConfig
+from splade.config.opensearch import OpenSearchSettings
 
 Model = Annotated[Path, typer.Option(
-    "--model", help="Model folder (checkpoint, or ONNX export with model.onnx).")]
+    "--model", help="Model folder: checkpoint, ONNX export, or sentence-transformers SPLADE folder.")]
 IndexName = Annotated[str, typer.Option("--index", help="Index folder (local) or alias name (opensearch).")]
 Backend = Annotated[str, typer.Option(
     "--backend", help="local: embedded on-disk index, no server; opensearch: an OpenSearch alias.")]
 Device = Annotated[str | None, typer.Option(
     "--device", help="Encoder device (cpu, cuda); default: the best.")]
-Hosts = Annotated[str | None, typer.Option(
-    "--hosts", help="Comma-separated URLs (env OPENSEARCH_HOSTS).", rich_help_panel=CONN)]
-User = Annotated[str | None, typer.Option(
-    "--user", help="Basic-auth user (env OPENSEARCH_USER).", rich_help_panel=CONN)]
-Password = Annotated[str | None, typer.Option(
-    "--password", help="Basic-auth password (env OPENSEARCH_PASSWORD).", rich_help_panel=CONN)]
-ApiKey = Annotated[str | None, typer.Option(
-    "--api-key", help="API key (env OPENSEARCH_API_KEY).", rich_help_panel=CONN)]
-CaCerts = Annotated[Path | None, typer.Option(
-    "--ca-certs", help="CA bundle for TLS (env OPENSEARCH_CA_CERTS).", rich_help_panel=CONN)]
-Insecure = Annotated[bool, typer.Option(
-    "--insecure", help="Do not verify TLS certificates (env OPENSEARCH_VERIFY_CERTS=false).",
-    rich_help_panel=CONN)]
-Timeout = Annotated[float | None, typer.Option(
-    "--timeout", help="Request timeout in seconds (env OPENSEARCH_TIMEOUT).", rich_help_panel=CONN)]
 QueryMode = Annotated[str, typer.Option(
-    "--query-mode", help="auto (probe for the neural-search plugin) | neural_sparse | rank_feature.",
-    rich_help_panel=CONN)]
+    "--query-mode", help="auto (probe for the neural-search plugin) | neural_sparse | rank_feature.")]
+Format = Annotated[str, typer.Option(
+    "--format", help="table (for people), json ({query, hits: [{rank, doc_id, score, text}]}) or trec "
+    "(`1 Q0 DOC_ID RANK SCORE RUN` lines).")]
+FORMATS = ("table", "json", "trec")
+_index, _search = IndexConfig.default, SearchConfig.default
 
 
-def _target(backend: str, index: str, query_mode: str, hosts: str | None, user: str | None,
-            password: str | None, api_key: str | None, ca_certs: Path | None, insecure: bool,
-            timeout: float | None) -> Any:
-    """The `IndexTarget`; OpenSearch settings come from the options, then `OPENSEARCH_*` variables."""
-    from splade.indexer.connection import OpenSearchSettings
-    from splade.indexer.pipeline import IndexTarget
+def print_hits(query: str, hits: list[tuple[str, float, str | None]], output_format: str,
+               run_name: str = "splade") -> None:
+    """Print ranked hits to stdout: a table that keeps ids and scores whole at any width, JSON, or TREC."""
+    if output_format == "json":
+        rows = [{"rank": rank, "doc_id": doc_id, "score": score, "text": text}
+                for rank, (doc_id, score, text) in enumerate(hits, start=1)]
+        typer.echo(json.dumps({"query": query, "hits": rows}, ensure_ascii=False))
+        return
+    if output_format == "trec":
+        run = re.sub(r"\s+", "_", run_name) or "splade"
+        for rank, (doc_id, score, _) in enumerate(hits, start=1):
+            typer.echo(f"1 Q0 {doc_id} {rank} {score:.6f} {run}")
+        return
+    from rich.console import Console
+    from rich.table import Table
 
-    settings = None
-    if backend == "opensearch":
-        settings = OpenSearchSettings.from_env(
-            hosts=hosts, user=user, password=password, api_key=api_key,
-            ca_certs=str(ca_certs) if ca_certs else None, verify=False if insecure else None, timeout=timeout)
-    return IndexTarget(backend, index, settings, query_mode)
+    rows = [(str(rank), doc_id, f"{score:.4f}", " ".join((text or "").split())[:300])
+            for rank, (doc_id, score, text) in enumerate(hits, start=1)]
+    widths = [max([len(header)] + [len(row[column]) for row in rows])
+              for column, header in enumerate(("#", "doc id", "score"))]
+    console = Console()
+    table = Table(title=f"{query}  ({len(hits)} hits)", title_justify="left")
+    table.add_column("#", justify="right", width=widths[0], no_wrap=True)
+    table.add_column("doc id", width=widths[1], no_wrap=True)
+    table.add_column("score", justify="right", width=widths[2], no_wrap=True)
+    # ids and scores are never shortened: the text takes what is left of the line (3 = padding + border)
+    text_width = max(console.width - sum(w + 3 for w in widths) - 4, 10)
+    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=text_width)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add `index` and `search` to the root app."""
 
     @app.command("index")
+    @opensearch_options
     def index_command(
         model: Model,
         corpus: Annotated[Path, typer.Option("--corpus", help="BEIR folder with corpus.jsonl.")],
         index: IndexName,
-        backend: Backend = "local",
+        backend: Backend = _index("backend"),
         top_k_doc: Annotated[int | None, typer.Option(
             "--top-k-doc", help="Keep at most this many terms per document.")] = None,
         threshold: Annotated[float, typer.Option(
-            "--threshold", help="Drop document weights at or below this.")] = 0.0,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Documents encoded per batch.")] = 32,
+            "--threshold", help="Drop document weights at or below this.")] = _index("threshold"),
+        batch_size: Annotated[int, typer.Option(
+            "--batch-size", help="Documents encoded per batch.")] = _index("batch_size"),
         append: Annotated[bool, typer.Option(
             "--append", help="Add to the existing index (same model and pruning), not rebuild.")] = False,
         duplicate_ids: Annotated[str, typer.Option(
             "--duplicate-ids", help="A corpus _id on two lines: error (names both lines), keep-first or "
-            "keep-last.")] = "error",
+            "keep-last.")] = _index("duplicate_ids"),
         device: Device = None,
-        hosts: Hosts = None, user: User = None, password: Password = None, api_key: ApiKey = None,
-        ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,
-        query_mode: QueryMode = "auto",
+        query_mode: QueryMode = _index("query_mode"),
+        opensearch: OpenSearchSettings | None = None,
     ) -> None:
         """Encode a corpus and index it; a rebuild replaces the live index only once it is complete."""
         from rich.console import Console
 
         from splade.indexer.pipeline import build_index
 
-        target = _target(backend, index, query_mode, hosts, user, password, api_key, ca_certs, insecure,
-                         timeout)
-        summary = build_index(model, corpus, target, top_k=top_k_doc, threshold=threshold,
-                              batch_size=batch_size, append=append, device=device,
-                              duplicate_ids=duplicate_ids)
+        config = IndexConfig(model=model, corpus=corpus, index=index, backend=backend, opensearch=opensearch,
+                             query_mode=query_mode, top_k_doc=top_k_doc, threshold=threshold,
+                             batch_size=batch_size, append=append, duplicate_ids=duplicate_ids, device=device)
+        summary = build_index(config)
         console = Console(stderr=True, soft_wrap=True)
         for note in summary["notes"]:
             console.print(note, markup=False)
@@ -92,34 +103,27 @@ def register(app: typer.Typer) -> None:
                       f"index {summary['index']} ({summary['device']})")
 
     @app.command("search")
+    @opensearch_options
     def search_command(
         query: Annotated[str, typer.Argument(help="The query text.")],
         model: Model,
         index: IndexName,
-        backend: Backend = "local",
-        top_k: Annotated[int, typer.Option("--top-k", help="Number of results.")] = 10,
+        backend: Backend = _search("backend"),
+        top_k: Annotated[int, typer.Option("--top-k", help="Number of results.")] = _search("top_k"),
         allow_other_model: Annotated[bool, typer.Option(
             "--allow-other-model", help="Only require the same vocabulary, not the same model.")] = False,
+        output_format: Format = "table",
         device: Device = None,
-        hosts: Hosts = None, user: User = None, password: Password = None, api_key: ApiKey = None,
-        ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,
-        query_mode: QueryMode = "auto",
+        query_mode: QueryMode = _search("query_mode"),
+        opensearch: OpenSearchSettings | None = None,
     ) -> None:
         """Search an index with one query and print the ranked documents."""
-        from rich.console import Console
-        from rich.table import Table
-
+        from splade.errors import at_option
         from splade.indexer.pipeline import search_text
 
-        target = _target(backend, index, query_mode, hosts, user, password, api_key, ca_certs, insecure,
-                         timeout)
-        hits = search_text(model, target, query, top_k=top_k, device=device,
-                           check_model=not allow_other_model)
-        table = Table(title=f"{query}  ({len(hits)} hits)")
-        table.add_column("#", justify="right")
-        table.add_column("doc id")
-        table.add_column("score", justify="right")
-        table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=80)
-        for rank, (doc_id, score, text) in enumerate(hits, start=1):
-            table.add_row(str(rank), doc_id, f"{score:.4f}", (text or "")[:200])
-        Console().print(table)
+        if output_format not in FORMATS:
+            raise at_option("--format", f"choose one of {', '.join(FORMATS)}, not {output_format!r}")
+        config = SearchConfig(model=model, index=index, backend=backend, opensearch=opensearch,
+                              query_mode=query_mode, top_k=top_k, allow_other_model=allow_other_model,
+                              device=device)
+        print_hits(query, search_text(config, query), output_format, run_name=model.name)

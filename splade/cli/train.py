@@ -14,7 +14,8 @@ def train_command(
         ..., help="Config version: v22 (the guide), v23 (the review's fixes), quickstart."
     ),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML config (default configs/train_<version>.yaml)."
+        None, "--config", "-c",
+        help="YAML config (default configs/train_<version>.yaml, else the one bundled with splade).",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Resume from the latest checkpoint in the output dir."
@@ -81,13 +82,9 @@ def train_command(
 
 def default_config(version: str) -> Path:
     """`configs/train_<version>.yaml` in the working folder, else the copy bundled with the package."""
-    local = Path("configs") / f"train_{version}.yaml"
-    if local.is_file():
-        return local
-    from splade.quickstart import BUNDLED_CONFIGS
+    from splade.config.loading import find_config
 
-    bundled = BUNDLED_CONFIGS / local.name
-    return bundled if bundled.is_file() else local
+    return find_config(Path("configs") / f"train_{version}.yaml")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,11 +1,11 @@
 """One way to read every stage's config: a strict pydantic model, a YAML file, dotted `key=value` overrides
-and one-line errors that name the source and the key."""
+and one-line errors that name the source and the key (or, for settings built from options, the option)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,6 +21,68 @@ class StrictModel(BaseModel):
 
 
 Model = TypeVar("Model", bound=BaseModel)
+BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "resources" / "configs"
+
+
+def format_error(exc: ValidationError, source: str | None = None,
+                 options: dict[str, str] | None = None) -> str:
+    """The first problem on one line: `SOURCE: a.b.c: message` for a file, `--option: message` for
+    settings built from command-line options (`options` renames a field's option, e.g. `datasets`)."""
+    first = exc.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if source is not None:
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        return f"{source}: {key}: {message}{more}"
+    fields = [str(p) for p in first["loc"] if isinstance(p, str)]
+    if not fields:  # a check across fields: its message names the options itself
+        return f"{message}{more}"
+    option = (options or {}).get(fields[-1], "--" + fields[-1].replace("_", "-"))
+    return f"{option}: {message}{more}"
+
+
+class OptionsModel(StrictModel):
+    """A stage's settings, one field per command-line option of the same name (`top_k_doc` is
+    `--top-k-doc`). Building one with a bad value raises a one-line `SpladeError` naming the option,
+    from the CLI and from library code alike; each field's default is the option's default."""
+
+    option_names: ClassVar[dict[str, str]] = {}  # field -> option where they differ
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise SpladeError(format_error(exc, options=self.option_names)) from None
+
+    @classmethod
+    def default(cls, field: str) -> Any:
+        """The field's default: what the CLI option shows and uses when not given."""
+        return cls.model_fields[field].get_default(call_default_factory=True)
+
+
+def find_config(path: str | Path) -> Path:
+    """A config file by path; a name alone (`data_ko.yaml`, `configs/train_v23.yaml`) that is not
+    found in the working folder is the copy bundled with the package."""
+    path = Path(path)
+    if path.is_file() or path.parent not in (Path(), Path("configs")):
+        return path
+    for name in (path.name, f"{path.name}.yaml"):
+        if (BUNDLED_CONFIGS / name).is_file():
+            return BUNDLED_CONFIGS / name
+    return path
+
+
+def read_config(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The file `find_config` picks and its YAML mapping (a missing file lists the bundled ones)."""
+    path = find_config(path)
+    if not path.is_file():
+        raise SpladeError(f"{path}: config file not found (bundled: {', '.join(bundled_config_names())})")
+    return path, read_yaml_mapping(path)
+
+
+def bundled_config_names() -> list[str]:
+    """The config files that ship with the package."""
+    return sorted(p.name for p in BUNDLED_CONFIGS.glob("*.yaml"))
 
 
 def _parse_value(text: str) -> Any:
@@ -69,25 +131,17 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         raise SpladeError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
 
 
-def _format_error(path: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {key}: {first['msg']}{more}"
-
-
 def validate(model: type[Model], raw: dict[str, Any], source: str = "config") -> Model:
     """Validate a raw mapping into `model`; an error names the source and the offending key."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise SpladeError(_format_error(source, exc)) from None
+        raise SpladeError(format_error(exc, source)) from None
 
 
 def load_yaml_model(model: type[Model], path: str | Path, overrides: Sequence[str] = ()) -> Model:
-    """Read a YAML file, apply `key=value` overrides and validate it into `model`."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
+    """Read a YAML file (see `find_config`), apply `key=value` overrides and validate it into `model`."""
+    path, raw = read_config(path)
     for override in overrides:
         apply_override(raw, override)
     return validate(model, raw, str(path))

@@ -82,14 +82,14 @@ class BM25:
         return self.search_many([query_tokens], top_k)[0]
 
     def search_many(self, queries_tokens: Sequence[Sequence[str]], top_k: int, show_progress: bool = False,
-                    batch_size: int = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+                    batch_size: int = 256, desc: str = "bm25") -> list[tuple[np.ndarray, np.ndarray]]:
         """`search` for many queries, scored `batch_size` at a time as one sparse product each."""
         results: list[tuple[np.ndarray, np.ndarray]] = []
         starts = range(0, len(queries_tokens), batch_size)
         if show_progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="bm25", unit="batch")
+            starts = tqdm(starts, desc=desc, unit="batch")
         for start in starts:
             block = (self._query_matrix(queries_tokens[start:start + batch_size]) @ self._weights).toarray()
             results.extend(top_k_of(row, top_k) for row in block)

@@ -19,77 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from splade.atomic import atomic_dir, refuse_foreign_dir
-from splade.data.mining import MiningSettings, MiningTask, is_korean, make_retriever, mine_negatives
+from splade.config.data import BuildConfig, SourceConfig
+from splade.data.mining import MiningTask, is_korean, make_retriever, mine_negatives
 from splade.errors import SpladeError
-from splade.fileio import read_yaml_mapping
-
-PAIR_TYPES = ("single_term", "cross_lingual", "paraphrase", "monolingual_qa", "cross_lingual_qa")
-
-
-class SourceConfig(BaseModel):
-    """One input of the build (an item of the config's `sources:` list)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["beir", "parallel", "lexicon", "hub"]
-    path: str | None = None  # folder (beir) or TSV file (parallel, lexicon)
-    name: str | None = None  # label in rows and summary; hub: the public set (miracl-ko, mrtydi-ko)
-    split: str = "train"  # beir / hub: qrels split the triplets come from
-    queries_file: str = "queries.jsonl"
-    header: bool = True  # parallel / lexicon: first line names the `ko` and `en` columns
-    direction: Literal["ko-en", "en-ko", "both"] = "ko-en"  # parallel / lexicon: query -> positive language
-    paraphrases: bool = False  # parallel: Korean <-> Korean pairs from Korean sentences sharing a translation
-    pair_type: str | None = None  # override the derived pair type
-    max_pairs: int | None = Field(default=None, ge=1)  # keep at most this many aligned groups (seeded sample)
-    eval_queries: int = Field(default=0, ge=0)  # parallel / lexicon: groups held out for the evaluation set
-    negatives: int | None = Field(default=None, ge=1)  # negatives per positive (default: build-wide)
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        return Path(self.path or "source").stem
-
-
-class EvalSetConfig(BaseModel):
-    """A BEIR-layout evaluation set cut from the parallel / lexicon sources' `eval_queries`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "sample-koen"
-    distractors: int = Field(default=1000, ge=0)  # extra training-side texts added to its corpus
-
-
-class BuildConfig(BaseModel):
-    """The data build config (`configs/data_*.yaml`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sources: list[SourceConfig] = Field(min_length=1)
-    seed: int = 13
-    val_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
-    negatives_per_positive: int = Field(default=1, ge=1)
-    max_positives_per_query: int = Field(default=1, ge=1)
-    single_term_max_words: int = Field(default=2, ge=1)  # lexicon queries up to this many words: single_term
-    holdout_splits: list[str] = Field(default_factory=lambda: ["dev", "test"])
-    mining: MiningSettings = Field(default_factory=MiningSettings)
-    eval_set: EvalSetConfig | None = None
-
-
-def load_build_config(path: str | Path) -> BuildConfig:
-    """Read and validate a YAML build config; a problem names the file and the key."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
-    try:
-        return BuildConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise SpladeError(f"{path}: {where}: {err['msg']}") from None
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Sources -> query groups
@@ -301,7 +234,7 @@ def _mine_source(data: SourceData, config: BuildConfig, rng: random.Random,
             anchor = group.query if group.anchor == "query" else data.pool[pos]
             tasks.append(MiningTask(anchor, pos, group.excluded, count))
             owners.append(group)
-    retriever = make_retriever(data.pool, config.mining, show_progress=show_progress)
+    retriever = make_retriever(data.pool, config.mining, show_progress=show_progress, label=data.config.label)
     mined = mine_negatives(data.pool, tasks, retriever, config.mining, rng)
     rows = []
     missing = sum(not negatives for negatives in mined)

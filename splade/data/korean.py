@@ -54,7 +54,8 @@ class KoreanTokenizer:
         """Content morphemes of one text, in order (duplicates kept: BM25 needs term frequencies)."""
         return self.tokenize_many([text])[0]
 
-    def tokenize_many(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
+    def tokenize_many(self, texts: Sequence[str], show_progress: bool = False,
+                      desc: str = "kiwi") -> list[list[str]]:
         """Content morphemes of many texts through Kiwi's batch API (order preserved).
 
         Texts are cut at sentence ends first: Kiwi's cost grows faster than linearly with input length, and
@@ -70,7 +71,7 @@ class KoreanTokenizer:
         if show_progress:
             from tqdm.auto import tqdm
 
-            results = tqdm(results, total=len(pieces), desc="kiwi", unit="sentence")
+            results = tqdm(results, total=len(pieces), desc=desc, unit="sentence")
         analysed = iter(results)
         out: list[list[str]] = []
         for count in counts:

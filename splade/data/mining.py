@@ -14,24 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy import sparse
 
+from splade.config.data import MiningSettings
+
 DIFFICULTIES = ("hard", "medium", "easy")
-
-
-class MiningSettings(BaseModel):
-    """How negatives are chosen and labelled (the build config's `mining:` section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str | None = None  # a trained SPLADE checkpoint or ONNX folder: mine with it instead of BM25
-    backend: str = "auto"  # encoder backend for `model`: auto, torch or onnx
-    top_k: int = 50  # candidates retrieved per anchor
-    sample_depth: int = 10  # negatives are drawn among the best `sample_depth` surviving candidates
-    near_duplicate: float = 0.8  # char-trigram Jaccard at or above which a candidate counts as the positive
-    hard_ratio: float = 0.7  # negative score / positive score at or above which a negative is "hard"
-    medium_ratio: float = 0.4  # ... and at or above which it is "medium" (below: "easy")
 
 
 @dataclass(frozen=True)
@@ -67,18 +54,19 @@ class Retriever(Protocol):
 class LexicalRetriever:
     """BM25 over Kiwi content morphemes (the tokenizer of the BM25 baseline)."""
 
-    def __init__(self, pool: Sequence[str], show_progress: bool = False) -> None:
+    def __init__(self, pool: Sequence[str], show_progress: bool = False, label: str = "") -> None:
         from splade.data.bm25 import BM25
         from splade.data.korean import get_korean_tokenizer
 
         self.tokenizer = get_korean_tokenizer()
-        self.bm25 = BM25(self.tokenizer.tokenize_many(pool, show_progress=show_progress))
-        self._show_progress = show_progress
+        self.bm25 = BM25(self.tokenizer.tokenize_many(pool, show_progress=show_progress, desc=f"{label}pool"))
+        self._show_progress, self._label = show_progress, label
 
     def candidates(self, anchors: Sequence[str], positives: Sequence[int],
                    top_k: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        tokens = self.tokenizer.tokenize_many(anchors, show_progress=self._show_progress)
-        hits = self.bm25.search_many(tokens, top_k, show_progress=self._show_progress)
+        tokens = self.tokenizer.tokenize_many(anchors)
+        hits = self.bm25.search_many(tokens, top_k, show_progress=self._show_progress,
+                                     desc=f"{self._label}negatives")
         return hits, self.bm25.score_pairs(tokens, positives)
 
 
@@ -86,15 +74,15 @@ class SpladeRetriever:
     """Exact sparse dot-product retrieval with a trained SPLADE encoder (torch checkpoint or ONNX folder)."""
 
     def __init__(self, pool: Sequence[str], model: str, backend: str = "auto", batch_size: int = 32,
-                 show_progress: bool = False) -> None:
+                 show_progress: bool = False, label: str = "") -> None:
         from splade.encoders import load_encoder
 
         self.encoder = load_encoder(model, backend=backend)
         self.batch_size = batch_size
-        self._show_progress = show_progress
-        self.docs = self._encode(pool, "encoding pool")
+        self._show_progress, self._label = show_progress, label
+        self.docs = self._encode(pool, f"{label}pool")
 
-    def _encode(self, texts: Sequence[str], desc: str = "encoding anchors") -> sparse.csr_matrix:
+    def _encode(self, texts: Sequence[str], desc: str) -> sparse.csr_matrix:
         batch = self.encoder.encode(list(texts), batch_size=self.batch_size,
                                     show_progress=self._show_progress, desc=desc)
         shape = (len(batch), batch.vocab_size)
@@ -104,7 +92,7 @@ class SpladeRetriever:
                    top_k: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
         from splade.data.bm25 import top_k_of
 
-        queries = self._encode(anchors)
+        queries = self._encode(anchors, f"{self._label}negatives")
         doc_t = self.docs.T.tocsr()
         hits = []
         for start in range(0, queries.shape[0], 256):
@@ -155,11 +143,15 @@ def difficulty(neg_score: float, pos_score: float, settings: MiningSettings) -> 
     return "easy"
 
 
-def make_retriever(pool: Sequence[str], settings: MiningSettings, show_progress: bool = False) -> Retriever:
-    """The SPLADE retriever when `settings.model` names a model, BM25 otherwise."""
+def make_retriever(pool: Sequence[str], settings: MiningSettings, show_progress: bool = False,
+                   label: str = "") -> Retriever:
+    """The SPLADE retriever when `settings.model` names a model, BM25 otherwise. With `show_progress`,
+    one bar indexes the pool and one mines the negatives, named `<label> pool` / `<label> negatives`."""
+    prefix = f"{label} " if label else ""
     if settings.model:
-        return SpladeRetriever(pool, settings.model, backend=settings.backend, show_progress=show_progress)
-    return LexicalRetriever(pool, show_progress=show_progress)
+        return SpladeRetriever(pool, settings.model, backend=settings.backend, show_progress=show_progress,
+                               label=prefix)
+    return LexicalRetriever(pool, show_progress=show_progress, label=prefix)
 
 
 def mine_negatives(pool: Sequence[str], tasks: Sequence[MiningTask], retriever: Retriever,

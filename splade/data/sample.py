@@ -11,7 +11,7 @@ from pathlib import Path
 from splade.errors import SpladeError
 
 SAMPLE_EVAL_NAME = "sample-koen"
-SAMPLE_CONFIG = Path("configs") / "data_sample.yaml"
+SAMPLE_CONFIG = Path("configs") / "data_sample.yaml"  # the bundled copy outside a checkout
 
 ATTRIBUTION = """\
 # Attribution of the bundled sample
@@ -49,7 +49,8 @@ def sample_beir_dir() -> Path:
 def build_sample(config_path: str | Path = SAMPLE_CONFIG, out: str | Path | None = None,
                  show_progress: bool = False, log=None) -> Path:
     """Rebuild the bundled sample from its config (the default output is the package's own folder)."""
-    from splade.data.build import build_training_data, load_build_config
+    from splade.config.data import load_build_config
+    from splade.data.build import build_training_data
 
     config = load_build_config(config_path)
     if config.eval_set is None or config.eval_set.name != SAMPLE_EVAL_NAME:

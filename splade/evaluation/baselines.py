@@ -36,17 +36,18 @@ class BM25System(RetrievalSystem):
         words = "Kiwi content morphemes" if self.tokenizer == "kiwi" else "lower-cased whitespace tokens"
         return f"Okapi BM25 (k1 1.5, b 0.75) over {words}"
 
-    def _tokenize(self, texts: Sequence[str], show_progress: bool) -> list[list[str]]:
+    def _tokenize(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
         if self.tokenizer == "whitespace":
             return [text.lower().split() for text in texts]
         from splade.data.korean import get_korean_tokenizer
 
-        return get_korean_tokenizer().tokenize_many(list(texts), show_progress=show_progress)
+        return get_korean_tokenizer().tokenize_many(list(texts), show_progress=show_progress,
+                                                    desc=f"{self.name} documents")
 
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         from splade.data.bm25 import BM25
 
-        self._tokenize(["준비"], False)  # load the analyser's model outside the timed part
+        self._tokenize(["준비"])  # load the analyser's model outside the timed part
         with stopwatch() as encode_time:
             tokens = self._tokenize([doc.full_text for doc in documents], show_progress)
         with stopwatch() as index_time:
@@ -61,9 +62,10 @@ class BM25System(RetrievalSystem):
             raise RuntimeError("index() a corpus before searching")
         qids = list(queries)
         with stopwatch() as encode_time:
-            tokens = self._tokenize([queries[q] for q in qids], show_progress)
+            tokens = self._tokenize([queries[q] for q in qids])
         with stopwatch() as search_time:
-            hits = self._bm25.search_many(tokens, top_k, show_progress=show_progress)
+            hits = self._bm25.search_many(tokens, top_k, show_progress=show_progress,
+                                          desc=f"{self.name} queries")
         run = {
             qid: {self._doc_ids[int(i)]: float(s) for i, s in zip(indices, scores, strict=True) if s > 0}
             for qid, (indices, scores) in zip(qids, hits, strict=True)
@@ -109,22 +111,33 @@ class DenseSystem(RetrievalSystem):
         return (f"dense {Path(self.model_path).name} (cosine, prefixes {self.query_prefix!r} / "
                 f"{self.passage_prefix!r}, max length {self.model.max_seq_length})")
 
-    def _embed(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=show_progress)
-        return np.asarray(vectors, dtype=np.float32)
+    def _embed(self, texts: list[str], show_progress: bool, desc: str) -> np.ndarray:
+        """Normalised float32 embeddings, under one progress bar of ours (texts, not batches)."""
+        from tqdm.auto import tqdm
+
+        parts = []
+        step = self.batch_size * 8
+        with tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress) as bar:
+            for start in range(0, len(texts), step):
+                chunk = texts[start:start + step]
+                parts.append(np.asarray(self.model.encode(
+                    chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=False), dtype=np.float32))
+                bar.update(len(chunk))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         with stopwatch() as encode_time:
             texts = [self.passage_prefix + d.full_text for d in documents]
-            self._embeddings = self._embed(texts, show_progress)
+            self._embeddings = self._embed(texts, show_progress, f"{self.name} documents")
         self.doc_encode_s, self.index_s = encode_time[0], 0.0
         self._doc_ids = [doc.doc_id for doc in documents]
 
     def search(self, queries: dict[str, str], top_k: int, show_progress: bool = False) -> SearchOutput:
         qids = list(queries)
         with stopwatch() as encode_time:
-            embedded = self._embed([self.query_prefix + queries[q] for q in qids], show_progress)
+            embedded = self._embed([self.query_prefix + queries[q] for q in qids], show_progress,
+                                   f"{self.name} queries")
         run = {}
         with stopwatch() as search_time:
             k = min(top_k, len(self._doc_ids))
@@ -151,11 +164,14 @@ def _load_sentence_transformer(path: str, device: str | None):
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from splade.model.backbone import dtype_argument, quiet_transformers
+
+    quiet_transformers()
     local = Path(path)
     if (local.is_absolute() or path.startswith(".")) and not local.exists():
         raise SpladeError(f"--dense: model folder {path} not found")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return SentenceTransformer(path, device=device, model_kwargs={"dtype": torch.float32})
+        return SentenceTransformer(path, device=device, model_kwargs=dtype_argument(torch.float32))
     except (OSError, ValueError) as exc:
         raise SpladeError(f"--dense: cannot load sentence-transformers model {path}: {exc}") from None

@@ -49,9 +49,6 @@ def write_report(result: EvalResult, out_dir: str | Path) -> Path:
         write_json(tmp / "results.json", payload)
         (tmp / "report.md").write_text(render_markdown(result), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(result, figures), encoding="utf-8")
-        # temporary folders and files are private (0700 / 0600); a report is meant to be read and shared
-        tmp.chmod(0o755)
-        (tmp / "results.json").chmod(0o644)
     return out_dir / "report.html"
 
 
@@ -103,9 +100,11 @@ def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
 
 
 def significance_table(dataset: DatasetResult) -> Table:
-    header = ["system", "baseline", "metric", "Δ mean", "p (t-test)", "p (randomization)", "p (Holm)"]
-    rows = [[c.system, c.baseline, METRIC_LABELS[c.metric], f"{c.delta:+.3f}", _p(c.p_t), _p(c.p_random),
-             _p(c.p_holm)] for c in dataset.comparisons]
+    header = ["system", "baseline", "metric", "Δ mean", "95% CI", "wins / ties / losses", "p (t-test)",
+              "p (randomization)", "p (Holm)"]
+    rows = [[c.system, c.baseline, METRIC_LABELS[c.metric], f"{c.delta:+.3f}",
+             f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.wins} / {c.ties} / {c.losses}", _p(c.p_t),
+             _p(c.p_random), _p(c.p_holm)] for c in dataset.comparisons]
     return header, rows
 
 
@@ -141,11 +140,21 @@ def _legend(result: EvalResult) -> str:
     names = ", ".join(f"{mark} = {name}" for name, mark in marks.items()) or "none"
     return (f"{UP}X / {DOWN}X: significantly better / worse than baseline X ({names}): paired randomization "
             f"test over queries ({result.config.trials:,} trials), Holm-corrected within each dataset and "
-            f"metric, p < {result.config.alpha}. FLOPS: expected multiply-adds per query-document pair "
+            f"metric, p < {result.config.alpha}. 95% CI: confidence interval of the mean difference (paired "
+            "t); wins / ties / losses: queries on which the system scores above, level with, below the "
+            "baseline. FLOPS: expected multiply-adds per query-document pair "
             "(sum over terms of p_q(t)·p_d(t); for dense, the embedding size). Index: size of the index "
             "holding the corpus (BM25: postings at 8 bytes each plus terms; dense: float32 matrix). "
             "Times are wall clock for all documents / queries (build index = encode documents + index "
             "them); QPS counts query encoding and search.")
+
+
+def _provenance(result: EvalResult) -> str:
+    """splade's and the libraries' versions, and each model's identity, in one line."""
+    env = result.environment
+    libraries = ", ".join(f"{name} {version}" for name, version in env.get("libraries", {}).items())
+    models = "; models: " + ", ".join(f"{n} = {m}" for n, m in result.models.items()) if result.models else ""
+    return f"splade {env.get('splade', '?')} ({libraries}), Python {env.get('python', '?')}{models}."
 
 
 def _systems_lines(result: EvalResult) -> list[tuple[str, str]]:
@@ -161,7 +170,8 @@ def render_markdown(result: EvalResult) -> str:
     lines = ["# SPLADE evaluation", "",
              f"Split `{config.split}`, top {config.top_k}, "
              f"{'merged corpus' if config.merged_corpus else 'each dataset on its own corpus'}; "
-             f"started {result.started}, took {_seconds(result.seconds)}.", "", "Systems:", ""]
+             f"started {result.started}, took {_seconds(result.seconds)}.", "", _provenance(result), "",
+             "Systems:", ""]
     lines += [f"- **{name}**: {description}" for name, description in _systems_lines(result)]
     lines += ["", _legend(result), "", "Plots: `plots/metric_bars.png`, `plots/quality_vs_cost.png` "
               "(inlined in `report.html`).", ""]
@@ -181,7 +191,8 @@ def render_html(result: EvalResult, figures: dict[str, bytes]) -> str:
     esc = html.escape
     body = [f"<h1>SPLADE evaluation</h1><p>Split <code>{esc(config.split)}</code>, top {config.top_k}, "
             f"{'merged corpus' if config.merged_corpus else 'each dataset on its own corpus'}; started "
-            f"{esc(result.started)}, took {_seconds(result.seconds)}.</p><ul>"]
+            f"{esc(result.started)}, took {_seconds(result.seconds)}.</p>",
+            f'<p class="legend">{esc(_provenance(result))}</p><ul>']
     body += [f"<li><b>{esc(n)}</b>: {esc(d)}</li>" for n, d in _systems_lines(result)]
     body.append("</ul>")
     for name, png in figures.items():

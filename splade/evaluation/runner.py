@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import platform
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splade.config.evaluate import EvalConfig
 from splade.data.beir import BeirDataset, Document, load_beir
 from splade.data.build import normalize
 from splade.errors import SpladeError
@@ -20,43 +20,6 @@ from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
 from splade.evaluation.significance import Comparison, apply_holm, compare
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    """What `splade eval` compares; every field has the CLI option of the same name."""
-
-    datasets: list[Path]
-    split: str = "dev"
-    merged_corpus: bool = False
-    duplicate_ids: str = "error"  # a repeated corpus _id: error, keep-first or keep-last
-    splade: list[tuple[str, Path]] = field(default_factory=list)  # (name, model folder)
-    bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
-    bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
-    dense: str | None = None  # sentence-transformers model (a baseline)
-    dense_query_prefix: str = "query: "
-    dense_passage_prefix: str = "passage: "
-    dense_max_length: int = 256
-    backend: str = "local"  # SPLADE index: local (embedded) or opensearch
-    opensearch: Any | None = None  # `OpenSearchSettings` for backend=opensearch (None: from the environment)
-    encoder_backend: str = "auto"
-    device: str | None = None
-    batch_size: int = 32
-    doc_top_k: int | None = None  # SPLADE document pruning (None: keep every positive weight)
-    max_queries: int | None = None
-    top_k: int = 1000
-    alpha: float = 0.05
-    trials: int = 10_000  # randomization-test permutations
-    seed: int = 0
-    show_progress: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["datasets"] = [str(p) for p in self.datasets]
-        data["splade"] = [{"name": n, "path": str(p)} for n, p in self.splade]
-        data["opensearch"] = None if self.opensearch is None else {
-            "hosts": getattr(self.opensearch, "hosts_text", "")}  # never credentials
-        return data
 
 
 @dataclass
@@ -105,7 +68,8 @@ class EvalResult:
     datasets: list[DatasetResult]
     started: str
     seconds: float
-    environment: dict[str, str]
+    environment: dict[str, Any]  # python, platform, splade's version and its libraries' versions
+    models: dict[str, str] = field(default_factory=dict)  # system name -> the model's identity
 
     @property
     def baselines(self) -> list[str]:
@@ -116,7 +80,8 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "started": self.started, "seconds": self.seconds,
-                "environment": self.environment, "metrics": list(METRICS), "baselines": self.baselines,
+                "environment": self.environment, "models": self.models, "metrics": list(METRICS),
+                "baselines": self.baselines,
                 "alpha": self.config.alpha, "datasets": [d.to_dict() for d in self.datasets]}
 
 
@@ -140,28 +105,6 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
                                     encoder_backend=config.encoder_backend, device=config.device,
                                     batch_size=config.batch_size, doc_top_k=config.doc_top_k))
     return systems
-
-
-SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _validate(config: EvalConfig) -> None:
-    if not config.datasets:
-        raise SpladeError("--dataset: give at least one BEIR dataset folder")
-    if not (config.bm25 or config.bm25_whitespace or config.dense or config.splade):
-        raise SpladeError("nothing to compare: enable --bm25, --dense or --splade")
-    if config.top_k < 1:
-        raise SpladeError(f"--top-k: must be at least 1, got {config.top_k}")
-    if config.max_queries is not None and config.max_queries < 1:
-        raise SpladeError(f"--max-queries: must be at least 1, got {config.max_queries}")
-    names = [name for name, _ in config.splade]
-    taken = {"bm25", "dense", "bm25-whitespace"}
-    for name in names:
-        if not SYSTEM_NAME.fullmatch(name):
-            raise SpladeError(f"--splade: system name {name!r} may use only letters, digits, '.', '_' "
-                              "and '-' (it names run files and the TREC run column)")
-        if name in taken or names.count(name) > 1:
-            raise SpladeError(f"--splade: system name {name!r} is used twice; name them NAME=MODEL_DIR")
 
 
 def load_datasets(config: EvalConfig) -> list[BeirDataset]:
@@ -230,7 +173,6 @@ def _corpus_groups(datasets: Sequence[BeirDataset], merged: bool):
 
 def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info) -> EvalResult:
     """Evaluate every configured system on every dataset; `write_report` turns the result into files."""
-    _validate(config)
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     datasets = load_datasets(config)
     systems = build_systems(config)
@@ -256,9 +198,26 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
             system.close()
     for result in results.values():
         result.comparisons = _compare(result, config)
-    environment = {"python": platform.python_version(), "machine": platform.machine(),
-                   "processor": platform.processor() or platform.machine(), "system": platform.system()}
-    return EvalResult(config, list(results.values()), started, time.perf_counter() - clock, environment)
+    return EvalResult(config, list(results.values()), started, time.perf_counter() - clock, environment(),
+                      model_identities(config))
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured: Python, platform, splade and the libraries that compute them."""
+    from splade import __version__
+    from splade.versions import library_versions
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "system": platform.system(),
+            "splade": __version__, "libraries": library_versions()}
+
+
+def model_identities(config: EvalConfig) -> dict[str, str]:
+    """Each model-based system's model as an index records it (a folder's id or weights fingerprint)."""
+    from splade.model import model_identity
+
+    models = {"dense": model_identity(config.dense)} if config.dense else {}
+    return {**models, **{name: model_identity(path) for name, path in config.splade}}
 
 
 def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, str],

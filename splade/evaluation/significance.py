@@ -1,4 +1,5 @@
-"""Paired significance tests over per-query scores, with Holm's correction across comparisons."""
+"""Paired comparisons over per-query scores: significance tests with Holm's correction across comparisons,
+a confidence interval of the mean difference, and per-query wins, ties and losses."""
 
 from __future__ import annotations
 
@@ -37,6 +38,24 @@ def randomization_test(a: Sequence[float], b: Sequence[float], trials: int = 10_
     return (hits + 1) / (trials + 1)
 
 
+def mean_difference_interval(a: Sequence[float], b: Sequence[float],
+                             level: float = 0.95) -> tuple[float, float]:
+    """Two-sided `level` confidence interval of mean(a - b), from the paired t distribution."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean = float(diff.mean()) if diff.size else 0.0
+    if diff.size < 2:
+        return mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size))
+    return mean - half, mean + half
+
+
+def wins_ties_losses(a: Sequence[float], b: Sequence[float], tolerance: float = 1e-9) -> tuple[int, int, int]:
+    """Queries where `a` scores above, level with (within `tolerance`) and below `b`."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    wins, losses = int(np.sum(diff > tolerance)), int(np.sum(diff < -tolerance))
+    return wins, diff.size - wins - losses, losses
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the input order."""
     p = np.asarray(p_values, dtype=np.float64)
@@ -60,6 +79,11 @@ class Comparison:
     delta: float  # mean(system) - mean(baseline)
     p_t: float  # paired t-test
     p_random: float  # paired randomization test
+    ci_low: float  # 95% confidence interval of `delta` (paired t)
+    ci_high: float
+    wins: int  # queries where the system scores above the baseline
+    ties: int
+    losses: int
     p_holm: float = 1.0  # randomization p-value after Holm's correction within (dataset, metric)
 
     def significant(self, alpha: float) -> bool:
@@ -74,7 +98,8 @@ def compare(system: str, baseline: str, metric: str, a: Sequence[float], b: Sequ
     """Test the per-query scores `a` (system) against `b` (baseline), paired by query."""
     delta = float(np.mean(a) - np.mean(b)) if len(a) else 0.0
     return Comparison(system, baseline, metric, delta, paired_t_test(a, b),
-                      randomization_test(a, b, trials, seed))
+                      randomization_test(a, b, trials, seed), *mean_difference_interval(a, b),
+                      *wins_ties_losses(a, b))
 
 
 def apply_holm(comparisons: Sequence[Comparison]) -> None:

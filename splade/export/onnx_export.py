@@ -3,7 +3,9 @@
 The graph takes `input_ids`, `attention_mask` (int64, dynamic batch and sequence axes) and returns
 `output` `[batch, vocab]`: the MLM logits, `log(1 + ReLU)`, the masked max pool and the special-token
 mask are all inside it. Variants: `model.onnx` (fp32, fused by the ONNX Runtime transformer optimizer),
-`model_fp16.onnx` (GPU) and `model_int8.onnx` (dynamic int8 quantization, CPU).
+`model_fp16.onnx` (GPU) and `model_int8.onnx` (dynamic int8 quantization, CPU). The folder also holds the
+model as `save_pretrained` writes it (weights, tokenizer, sentence-transformers module files), so
+`SparseEncoder(folder)` and the PyTorch encoder load it too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
+from splade.config.export import ExportConfig, Exporter
 from splade.errors import SpladeError, at_option
 from splade.export.parity import (
     DEFAULT_TOLERANCES,
@@ -44,7 +48,7 @@ from splade.model import (
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = list(ONNX_INPUT_NAMES)
-EXPORTERS = ("legacy", "dynamo")
+EXPORTERS = get_args(Exporter)
 
 
 def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> SpladeModel:
@@ -66,7 +70,7 @@ def _example(model: SpladeModel) -> tuple[torch.Tensor, torch.Tensor]:
     return batch["input_ids"], batch["attention_mask"]
 
 
-def export_graph(model: SpladeModel, path: Path, opset: int = 17, exporter: str = "legacy") -> None:
+def export_graph(model: SpladeModel, path: Path, opset: int, exporter: str) -> None:
     """Trace `ExportGraph(model)` to ONNX with dynamic batch and sequence axes."""
     graph = ExportGraph(model).eval()
     ids, mask = _example(model)
@@ -208,49 +212,33 @@ def _check(variant: str, path: Path, reference, batches,
     return check_parity(reference, candidate, batches, variant, tolerance), providers
 
 
-def export_onnx(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    fp16: bool = False,
-    int8: bool = False,
-    opset: int = 17,
-    tolerance: float | None = None,
-    exporter: str = "legacy",
-    optimize: bool = True,
-    parity_texts: str | Path | None = None,
-    max_length: int | None = None,
-    tolerances: dict[str, Tolerance] | None = None,
-) -> ExportReport:
-    """Export `checkpoint` to `out_dir` (replaced atomically) and check every graph against PyTorch.
+def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = None) -> ExportReport:
+    """Export `config.checkpoint` to `config.out` (replaced atomically) and check every graph against
+    PyTorch; `tolerances` overrides the default parity tolerance of a variant.
 
     Raises `SpladeError` with the parity figures, writing nothing, when a graph misses its tolerance.
     """
-    if exporter not in EXPORTERS:
-        raise at_option("--exporter", f"unknown exporter {exporter!r} (choose {', '.join(EXPORTERS)})")
+    checkpoint, out_dir = config.checkpoint, config.out
     refuse_foreign_dir(out_dir, "export_report.json", "--out", "export")
-    if not 14 <= opset <= 23:
-        raise at_option("--opset", f"{opset} is outside 14..23")
     limits = dict(DEFAULT_TOLERANCES, **(tolerances or {}))
-    if tolerance is not None:
-        if tolerance <= 0:
-            raise at_option("--tolerance", "must be > 0")
-        limits["fp32"] = Tolerance(tolerance, limits["fp32"].min_topk_overlap)
+    if config.tolerance is not None:
+        limits["fp32"] = Tolerance(config.tolerance, limits["fp32"].min_topk_overlap)
     started = time.perf_counter()
-    model = load_for_export(checkpoint, max_length)
-    texts = load_parity_texts(parity_texts)
+    model = load_for_export(checkpoint, config.max_length)
+    texts = load_parity_texts(config.parity_texts)
     batches = parity_batches(model.tokenizer, texts, model.max_length)
     reference = _torch_runner(model)
     parity: dict[str, ParityResult] = {}
     with tempfile.TemporaryDirectory(prefix="splade-export-") as scratch, atomic_dir(out_dir) as tmp:
-        tmp.chmod(0o755)
         raw = Path(scratch) / "raw.onnx"
-        export_graph(model, raw, opset=opset, exporter=exporter)
+        export_graph(model, raw, opset=config.opset, exporter=config.exporter)
         main = tmp / ONNX_VARIANT_FILES["fp32"]
-        fusions = optimize_graph(raw, main, model) if optimize else {}
-        if not optimize:
+        fusions = optimize_graph(raw, main, model) if config.optimize else {}
+        if not config.optimize:
             shutil.copyfile(raw, main)
         parity["fp32"], providers = _check("fp32", main, reference, batches, limits["fp32"])
-        for variant, wanted, convert in (("fp16", fp16, convert_fp16), ("int8", int8, quantize_int8)):
+        variants = (("fp16", config.fp16, convert_fp16), ("int8", config.int8, quantize_int8))
+        for variant, wanted, convert in variants:
             if wanted:
                 convert(main, tmp / ONNX_VARIANT_FILES[variant])
                 parity[variant], _ = _check(variant, tmp / ONNX_VARIANT_FILES[variant], reference, batches,
@@ -258,9 +246,9 @@ def export_onnx(
         failed = [result.summary() for result in parity.values() if not result.passed]
         if failed:
             raise SpladeError("export failed its parity check, nothing written: " + "; ".join(failed))
-        model.tokenizer.save_pretrained(tmp)
-        _write_config(checkpoint, tmp, model, exporter, opset)
-        report = ExportReport(Path(out_dir), exporter, opset, providers, [], parity, fusions)
+        model.save_pretrained(tmp, model_id=model_identity(checkpoint))  # for sentence-transformers, torch
+        _write_config(checkpoint, tmp, model, config.exporter, config.opset)
+        report = ExportReport(Path(out_dir), config.exporter, config.opset, providers, [], parity, fusions)
         report.files = sorted(p.name for p in tmp.iterdir()) + ["export_report.json"]
         report.seconds = time.perf_counter() - started
         write_json(tmp / "export_report.json", report.to_dict())

@@ -28,6 +28,7 @@ from splade.export.onnx_export import load_for_export
 from splade.export.parity import DEFAULT_TOLERANCES, PARITY_TEXTS, Tolerance, check_parity, parity_batches
 from splade.fileio import iter_texts
 from splade.model import ExportGraph
+from splade.model.artifact import backbone_dir, trained_max_length
 from splade.tokens import carrier_ids, has_duplicates, merge_by_name, token_names
 
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same zip and hash
@@ -153,7 +154,6 @@ def build_ml_commons_package(
         raise SpladeError(f"ML Commons package failed its parity check, nothing written: {parity.summary()}")
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        tmp.chmod(0o755)
         model_file = tmp / f"{name.replace('/', '_')}.pt"
         torch.jit.save(traced, str(model_file))
         zip_path = tmp / f"{model_file.stem}.zip"
@@ -229,16 +229,14 @@ def build_sparse_tokenize_package(
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir(checkpoint)))
     except (OSError, ValueError) as exc:
         raise SpladeError(f"{checkpoint}: cannot load the tokenizer ({exc})") from exc
-    config = Path(checkpoint) / "splade_config.json"
-    limit = max_length or (json.loads(config.read_text()).get("max_length", 512) if config.is_file() else 512)
+    limit = max_length or trained_max_length(checkpoint) or min(tokenizer.model_max_length, 512)
     idf = compute_idf(tokenizer, read_corpus_texts(idf_corpus), max_length=limit)
     name = name or f"{Path(checkpoint).resolve().name}-tokenizer"
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        tmp.chmod(0o755)
         zip_path = tmp / f"{name.replace('/', '_')}.zip"
         _write_zip(zip_path, {"tokenizer.json": ml_tokenizer_json(tokenizer, limit),
                               "idf.json": json.dumps(idf, ensure_ascii=False)})

@@ -1,97 +1,14 @@
-"""OpenSearch connection settings (options or environment variables) and a client that never leaks secrets."""
+"""An OpenSearch client for `OpenSearchSettings`, and client errors as one line that never leaks a secret."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
+from splade.config.opensearch import ENV, OpenSearchSettings, redact
 from splade.errors import SpladeError
 
-ENV = {
-    "hosts": "OPENSEARCH_HOSTS",
-    "user": "OPENSEARCH_USER",
-    "password": "OPENSEARCH_PASSWORD",
-    "api_key": "OPENSEARCH_API_KEY",
-    "ca_certs": "OPENSEARCH_CA_CERTS",
-    "verify": "OPENSEARCH_VERIFY_CERTS",
-    "timeout": "OPENSEARCH_TIMEOUT",
-}
-SECRET_FIELDS = ("password", "api_key")
-_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """Remove `user:password@` from any URL in `text`."""
-    return _URL_CREDENTIALS.sub("//***@", text)
-
-
-@dataclass
-class OpenSearchSettings:
-    """Where and how to connect. `repr` masks the password and API key."""
-
-    hosts: list[str] = field(default_factory=lambda: ["http://localhost:9200"])
-    user: str | None = None
-    password: str | None = None
-    api_key: str | None = None
-    ca_certs: str | None = None
-    verify: bool = True
-    timeout: float = 30.0
-
-    def __repr__(self) -> str:
-        parts = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            elif f.name == "hosts":
-                value = [redact(h) for h in value]
-            parts.append(f"{f.name}={value!r}")
-        return f"OpenSearchSettings({', '.join(parts)})"
-
-    __str__ = __repr__
-
-    @property
-    def hosts_text(self) -> str:
-        """The hosts, without credentials, for messages."""
-        return ", ".join(redact(h) for h in self.hosts)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> OpenSearchSettings:
-        """Settings from `OPENSEARCH_*` variables; non-None keyword `overrides` (CLI options) win."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, var in ENV.items():
-            raw = env.get(var)
-            if raw not in (None, ""):
-                values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - set(ENV)
-        if unknown:
-            raise TypeError(f"unknown OpenSearch settings: {sorted(unknown)}")
-        if isinstance(values.get("hosts"), str):
-            values["hosts"] = [h.strip() for h in values["hosts"].split(",") if h.strip()]
-        if isinstance(values.get("verify"), str):
-            values["verify"] = values["verify"].strip().lower() not in ("0", "false", "no", "off")
-        if "timeout" in values:
-            try:
-                values["timeout"] = float(values["timeout"])
-            except ValueError:
-                raise SpladeError(f"--timeout / {ENV['timeout']}: not a number: {values['timeout']!r}") \
-                    from None
-            if values["timeout"] <= 0:
-                raise SpladeError(f"--timeout / {ENV['timeout']}: must be positive")
-        settings = cls(**values)
-        if not settings.hosts:
-            raise SpladeError(f"--hosts / {ENV['hosts']}: no OpenSearch host given")
-        if settings.ca_certs and not Path(settings.ca_certs).is_file():
-            raise SpladeError(f"--ca-certs / {ENV['ca_certs']}: file not found: {settings.ca_certs}")
-        if settings.password and not settings.user:
-            raise SpladeError(f"--password / {ENV['password']}: given without --user / {ENV['user']}")
-        return settings
+__all__ = ["ENV", "OpenSearchSettings", "describe_error", "make_client", "redact"]
 
 
 def make_client(settings: OpenSearchSettings) -> Any:

@@ -5,22 +5,20 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from splade.config.index import IndexConfig, IndexTarget, SearchConfig
 from splade.data.beir import Document
 from splade.errors import SpladeError, at_option, first_line
 from splade.indexer.base import IndexMetadata, SparseIndex
-from splade.indexer.connection import OpenSearchSettings
 from splade.indexer.lock import WriterLock
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder
 
-BACKENDS = ("local", "opensearch")
 ENCODE_CHUNK = 1024  # documents encoded and handed to `index.add` at a time
 
 
@@ -29,8 +27,8 @@ def metadata_for(encoder: Encoder, top_k: int | None = None, threshold: float = 
     return IndexMetadata(encoder.model_name, encoder.vocab_hash, encoder.vocab_size, top_k, threshold)
 
 
-def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex, batch_size: int = 32,
-                 show_progress: bool = True) -> int:
+def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex,
+                 batch_size: int = IndexConfig.default("batch_size"), show_progress: bool = True) -> int:
     """Encode `documents` (title + text, pruned as `index.metadata` says) and add them; returns the count."""
     meta = index.metadata
     if encoder.vocab_hash != meta.vocab_hash:
@@ -48,8 +46,10 @@ def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseI
     return done
 
 
-def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex, top_k: int = 10,
-                   batch_size: int = 32, show_progress: bool = False) -> dict[str, dict[str, float]]:
+def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex,
+                   top_k: int = SearchConfig.default("top_k"),
+                   batch_size: int = IndexConfig.default("batch_size"),
+                   show_progress: bool = False) -> dict[str, dict[str, float]]:
     """Encode and run `queries`; the result is a run `{query id: {doc id: score}}` (best first)."""
     qids = list(queries)
     vectors = encoder.encode([queries[q] for q in qids], batch_size=batch_size, show_progress=show_progress,
@@ -59,36 +59,18 @@ def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex
 
 
 # -- CLI stage functions -------------------------------------------------------------------------------
-@dataclass
-class IndexTarget:
-    """Which index a command talks to."""
-
-    backend: str
-    index: str
-    settings: OpenSearchSettings | None = None
-    query_mode: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise at_option("--backend", f"choose one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.backend == "opensearch" and self.settings is None:
-            self.settings = OpenSearchSettings.from_env()
-
-
 def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata, must_exist: bool,
                      check_model: bool = True, check_existing: bool = True) -> Any:
     from splade.indexer.opensearch import OpenSearchSparseIndex, check_index_name
 
-    assert target.settings is not None
+    assert target.opensearch is not None
     check_index_name(target.index)
-    return OpenSearchSparseIndex.connect(target.settings, target.index, encoder.id_to_token, meta,
+    return OpenSearchSparseIndex.connect(target.opensearch, target.index, encoder.id_to_token, meta,
                                          target.query_mode, must_exist=must_exist, check_model=check_model,
                                          check_existing=check_existing)
 
 
-def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, top_k: int | None = None,
-                threshold: float = 0.0, batch_size: int = 32, append: bool = False, device: str | None = None,
-                show_progress: bool = True, duplicate_ids: str = "error") -> dict[str, Any]:
+def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, Any]:
     """`splade index`: load the corpus (fails before anything is built), encode it, and build the index.
 
     A local index takes its writer lock first (a second writer fails at once), then publishes a new
@@ -100,32 +82,23 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
     from splade.data.beir import load_corpus
     from splade.encoders import load_encoder
 
-    if top_k is not None and top_k < 1:
-        raise at_option("--top-k-doc", "must be at least 1")
-    if threshold < 0:
-        raise at_option("--threshold", "must be >= 0")
-    if batch_size < 1:
-        raise at_option("--batch-size", "must be at least 1")
-    corpus_path = Path(corpus_dir)
-    corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
-    documents = list(load_corpus(corpus_file, duplicate_ids).values())
+    corpus_file = config.corpus / "corpus.jsonl" if config.corpus.is_dir() else config.corpus
+    documents = list(load_corpus(corpus_file, config.duplicate_ids).values())
     if not documents:
         raise SpladeError(f"{corpus_file}: no documents")
-    local = target.backend == "local"
+    local = config.backend == "local"
     if local:
-        _check_local_target(Path(target.index), append)
+        _check_local_target(Path(config.index), config.append)
     else:  # fail fast on an unreachable cluster or bad credentials, before loading the model
-        check_connection(target)
-    with (_writer_lock(Path(target.index)) if local else contextlib.nullcontext()) as lock:
-        encoder = _load_encoder(load_encoder, model, device)
-        meta = metadata_for(encoder, top_k, threshold)
+        check_connection(config)
+    with (_writer_lock(Path(config.index)) if local else contextlib.nullcontext()) as lock:
+        encoder = _load_encoder(load_encoder, config.model, config.device)
+        meta = metadata_for(encoder, config.top_k_doc, config.threshold)
         if local:
-            count, notes = _build_local(encoder, documents, Path(target.index), meta, batch_size, append,
-                                        show_progress, lock)
+            count, notes = _build_local(encoder, documents, config, meta, show_progress, lock)
         else:
-            count, notes = _build_opensearch(encoder, documents, target, meta, batch_size, append,
-                                             show_progress)
-    return {"documents": count, "index": target.index, "backend": target.backend, "model": meta.model_name,
+            count, notes = _build_opensearch(encoder, documents, config, meta, show_progress)
+    return {"documents": count, "index": config.index, "backend": config.backend, "model": meta.model_name,
             "device": encoder.device_description, "notes": notes}
 
 
@@ -134,13 +107,13 @@ def check_connection(target: IndexTarget) -> None:
     from splade.indexer.connection import describe_error, make_client
     from splade.indexer.opensearch import check_index_name
 
-    assert target.settings is not None
+    assert target.opensearch is not None
     check_index_name(target.index)
-    client = make_client(target.settings)
+    client = make_client(target.opensearch)
     try:
         client.info()
     except Exception as exc:
-        raise describe_error(exc, target.settings, "connecting") from None
+        raise describe_error(exc, target.opensearch, "connecting") from None
     finally:
         client.close()
 
@@ -182,17 +155,17 @@ def _writer_lock(path: Path) -> Iterator[WriterLock]:
         lock.release()
 
 
-def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: IndexMetadata,
-                 batch_size: int, append: bool, show_progress: bool,
-                 lock: WriterLock) -> tuple[int, list[str]]:
+def _build_local(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
+                 show_progress: bool, lock: WriterLock) -> tuple[int, list[str]]:
     """Encode into a new generation (on top of the published one with `append`) and publish it."""
     from splade.indexer.local import LocalSparseIndex
 
-    if append:
+    path = Path(config.index)
+    if config.append:
         index = LocalSparseIndex.open(path, expected=meta, for_add=True, lock=lock)
     else:
         index = LocalSparseIndex.create(path, meta, overwrite=True, lock=lock)
-    index_corpus(encoder, documents, index, batch_size, show_progress)
+    index_corpus(encoder, documents, index, config.batch_size, show_progress)
     index.save()
     notes = []
     if index.recovered:
@@ -202,19 +175,19 @@ def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: 
     return index.count(), notes
 
 
-def _build_opensearch(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
-                      batch_size: int, append: bool, show_progress: bool) -> tuple[int, list[str]]:
-    index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append)
+def _build_opensearch(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
+                      show_progress: bool) -> tuple[int, list[str]]:
+    index = _open_opensearch(config, encoder, meta, must_exist=config.append, check_existing=config.append)
     with index:
         notes = [f"removed stale build index {name!r} (left by an interrupted rebuild)"
                  for name in index.remove_stale_builds()]
-        if append:
-            index.stored_metadata().check_compatible(meta, f"OpenSearch index {target.index!r}",
+        if config.append:
+            index.stored_metadata().check_compatible(meta, f"OpenSearch index {config.index!r}",
                                                      check_pruning=True)
-            index_corpus(encoder, documents, index, batch_size, show_progress)
+            index_corpus(encoder, documents, index, config.batch_size, show_progress)
         else:
             with index.rebuild():
-                index_corpus(encoder, documents, index, batch_size, show_progress)
+                index_corpus(encoder, documents, index, config.batch_size, show_progress)
         return index.count(), notes
 
 
@@ -230,24 +203,21 @@ def open_index(target: IndexTarget, encoder: Encoder, check_model: bool = True) 
     return index
 
 
-def search_text(model: str | Path, target: IndexTarget, query: str, top_k: int = 10,
-                device: str | None = None, check_model: bool = True) -> list[tuple[str, float, str | None]]:
+def search_text(config: SearchConfig, query: str) -> list[tuple[str, float, str | None]]:
     """`splade search`: encode one query and return `(doc_id, score, text)` best first."""
     from splade.encoders import load_encoder
 
     if not query.strip():
         raise at_option("QUERY", "the query is empty")
-    if top_k < 1:
-        raise at_option("--top-k", "must be at least 1")
-    if target.backend == "local":  # fail fast, before loading the model
+    if config.backend == "local":  # fail fast, before loading the model
         from splade.indexer.local import LocalSparseIndex
 
-        LocalSparseIndex.open(target.index).close()
+        LocalSparseIndex.open(config.index).close()
     else:
-        check_connection(target)
-    encoder = _load_encoder(load_encoder, model, device)
-    index = open_index(target, encoder, check_model)
+        check_connection(config)
+    encoder = _load_encoder(load_encoder, config.model, config.device)
+    index = open_index(config, encoder, check_model=not config.allow_other_model)
     with contextlib.closing(index):
-        hits = index.search(encoder.encode([query]), top_k=top_k)[0]
+        hits = index.search(encoder.encode([query]), top_k=config.top_k)[0]
         texts = index.fetch_texts([d for d, _ in hits])
     return [(doc_id, score, text) for (doc_id, score), text in zip(hits, texts, strict=True)]

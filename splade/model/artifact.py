@@ -2,8 +2,11 @@
 
 A trained folder is a Hugging Face masked-LM folder (`save_pretrained`) plus `splade_config.json`, which
 says how to turn the backbone's logits into the served vector: pooling, activation, max length,
-whether terms may expand beyond the text's own tokens, and the score the model was trained for.
-An ONNX export holds the graph files, the tokenizer and the same `splade_config.json`.
+whether terms may expand beyond the text's own tokens, and the score the model was trained for; and
+sentence-transformers' module files (`st_format`), so `SparseEncoder(folder)` computes the same vectors.
+An ONNX export holds the graph files, the tokenizer, the same `splade_config.json`, and the weights and
+module files too. A folder trained by sentence-transformers (no `splade_config.json`) is read through
+its module files.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Literal
 
 from splade.atomic import write_json
 from splade.errors import SpladeError
+from splade.model.st_format import read_module_files
 
 SPLADE_CONFIG_NAME = "splade_config.json"
 ONNX_INPUT_NAMES = ("input_ids", "attention_mask")
@@ -77,6 +81,25 @@ def weights_fingerprint(directory: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def backbone_dir(folder: str | Path) -> Path:
+    """The folder holding a model's weights and tokenizer: the folder itself, or the masked-LM module's
+    subfolder of a sentence-transformers folder."""
+    folder = Path(folder)
+    if (folder / SPLADE_CONFIG_NAME).is_file():
+        return folder
+    st_model = read_module_files(folder)
+    return st_model.backbone if st_model is not None else folder
+
+
+def trained_max_length(folder: str | Path) -> int | None:
+    """The max length a folder's model was trained with, when its files say (None: they do not)."""
+    artifact = SpladeArtifact.read(folder)
+    if artifact is not None:
+        return artifact.max_length
+    st_model = read_module_files(folder)
+    return st_model.max_length if st_model is not None else None
+
+
 def model_identity(name_or_path: str | Path) -> str:
     """What an index records as "the model": the same for a checkpoint and its ONNX export.
 
@@ -88,7 +111,7 @@ def model_identity(name_or_path: str | Path) -> str:
     artifact = SpladeArtifact.read(directory)
     if artifact is not None and artifact.model_id:
         return artifact.model_id
-    return f"{directory.resolve().name}@{weights_fingerprint(directory)}"
+    return f"{directory.resolve().name}@{weights_fingerprint(backbone_dir(directory))}"
 
 
 def vocabulary_hash(tokenizer: Any) -> str:

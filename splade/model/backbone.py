@@ -7,15 +7,18 @@ tied to the input embeddings and whose transform starts as the identity.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
+import transformers
+from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
 
+from splade.atomic import write_json
 from splade.errors import SpladeError
 from splade.model.folder import check_model_folder
 
@@ -28,6 +31,10 @@ DROPOUT_KEYS = (
     "attention_dropout",
 )
 HEAD_TRANSFORMS = ("transform.dense", "head.dense")  # BERT; XLM-R (`lm_head.dense`) and ModernBERT
+SILENT_BIAS = -1.0e4  # a saved decoder bias that keeps an id inactive whatever the text (exact in fp16)
+# transformers 5 names a plain fast tokenizer's class `TokenizersBackend`, which transformers 4 lacks;
+# both load the name transformers 4 wrote
+PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -51,6 +58,25 @@ def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
     log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
 
 
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The `from_pretrained` keyword that sets the weights' dtype: `dtype` from transformers 4.56 on,
+    `torch_dtype` before (transformers 5 warns about the old name)."""
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def quiet_transformers() -> None:
+    """Loading or saving a model prints neither transformers' per-weight progress bars nor its load
+    report (each stage shows one bar of its own); the hub's download bars stay as they are."""
+    from huggingface_hub import utils as hub_utils
+
+    downloads_shown = not hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if downloads_shown:
+        hub_utils.enable_progress_bars()
+
+
 def load_backbone(
     name_or_path: str | Path, dropout: float | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -68,9 +94,9 @@ def load_backbone(
             if hasattr(config, key):
                 setattr(config, key, dropout)
     config.tie_word_embeddings = True
-    hf_logging.set_verbosity_error()  # a backbone without an MLM head is expected, not an error
+    quiet_transformers()  # and a backbone without an MLM head is expected, not an error
     mlm, info = AutoModelForMaskedLM.from_pretrained(
-        name, config=config, dtype=dtype, output_loading_info=True
+        name, config=config, output_loading_info=True, **dtype_argument(dtype)
     )
     _init_missing_head(mlm, list(info.get("missing_keys", [])))
     return mlm, tokenizer
@@ -111,3 +137,42 @@ def attached_decoder(mlm: nn.Module, decoder: nn.Linear | None) -> Iterator[nn.M
         yield mlm
     finally:
         setattr(parent, name, nn.Identity())
+
+
+def token_limit(tokenizer: PreTrainedTokenizerBase, mlm: nn.Module) -> int:
+    """The longest input a backbone takes: its tokenizer's `model_max_length` when it sets one that
+    fits the position embeddings, else at most 512."""
+    positions = int(getattr(mlm.config, "max_position_embeddings", None) or 512)
+    limit = tokenizer.model_max_length
+    return int(limit) if limit and limit <= positions else min(positions, 512)
+
+
+@contextlib.contextmanager
+def silenced_ids(decoder: nn.Linear | None, ids: Tensor) -> Iterator[bool]:
+    """The decoder's bias at `ids` pushed to `SILENT_BIAS` for the duration (for saving): the saved model
+    never activates them, also where splade's vocabulary mask is not applied (sentence-transformers).
+    Yields False, changing nothing, when the decoder has no bias to carry it."""
+    if decoder is None or decoder.bias is None:
+        yield False
+        return
+    bias = decoder.bias
+    kept = bias.detach()[ids].clone()
+    with torch.no_grad():
+        bias[ids] = SILENT_BIAS
+    try:
+        yield True
+    finally:
+        with torch.no_grad():
+            bias[ids] = kept
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> None:
+    """Save the tokenizer so that every transformers version splade supports loads it."""
+    tokenizer.save_pretrained(str(directory))
+    path = Path(directory) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    portable = PORTABLE_TOKENIZER_CLASSES.get(config.get("tokenizer_class"))
+    if portable:
+        write_json(path, {**config, "tokenizer_class": portable})

@@ -12,9 +12,20 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
+from splade.atomic import ordinary_modes
 from splade.model.artifact import Similarity, SpladeArtifact, vocabulary_hash, weights_fingerprint
-from splade.model.backbone import attached_decoder, detach_decoder, load_backbone, special_token_ids
+from splade.model.backbone import (
+    attached_decoder,
+    detach_decoder,
+    load_backbone,
+    quiet_transformers,
+    save_tokenizer,
+    silenced_ids,
+    special_token_ids,
+    token_limit,
+)
 from splade.model.pooling import POOL_FUNCTIONS, plain_pool
+from splade.model.st_format import read_module_files, remove_module_files, write_module_files
 
 
 def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, width: int) -> Tensor:
@@ -100,19 +111,21 @@ class SpladeModel(nn.Module):
         dropout: float | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> SpladeModel:
-        """Load any masked-LM backbone by hub id or path; a SPLADE folder's `splade_config.json` sets the
-        max length, expansion and similarity it was trained with."""
-        mlm, tokenizer = load_backbone(name_or_path, dropout=dropout, dtype=dtype)
-        artifact = SpladeArtifact.read(name_or_path) if Path(name_or_path).is_dir() else None
-        if artifact is None:
-            return cls(mlm, tokenizer, max_length=max_length)
-        return cls(
-            mlm,
-            tokenizer,
-            max_length=artifact.max_length,
-            use_expansion=artifact.use_expansion,
-            similarity=artifact.similarity,
-        )
+        """Load any masked-LM backbone by hub id or path. A splade folder's `splade_config.json` sets the
+        max length, expansion and similarity it was trained with; a SPLADE folder sentence-transformers
+        trained is read through its module files (masked LM at the root or in a subfolder, max length,
+        similarity)."""
+        folder = Path(name_or_path)
+        artifact = SpladeArtifact.read(folder) if folder.is_dir() else None
+        st_model = read_module_files(folder) if folder.is_dir() and artifact is None else None
+        mlm, tokenizer = load_backbone(st_model.backbone if st_model else name_or_path, dropout, dtype)
+        if artifact is not None:
+            return cls(mlm, tokenizer, max_length=artifact.max_length, use_expansion=artifact.use_expansion,
+                       similarity=artifact.similarity)
+        if st_model is not None:
+            return cls(mlm, tokenizer, max_length=st_model.max_length or token_limit(tokenizer, mlm),
+                       similarity=st_model.similarity)  # type: ignore[arg-type]
+        return cls(mlm, tokenizer, max_length=max_length)
 
     def artifact(self, model_id: str | None = None) -> SpladeArtifact:
         """This model's `splade_config.json`."""
@@ -126,14 +139,28 @@ class SpladeModel(nn.Module):
             special_token_ids=special_token_ids(self.tokenizer),
         )
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Save backbone, tokenizer and `splade_config.json` so any stage can load it by path."""
+    def save_pretrained(self, directory: str | Path, model_id: str | None = None) -> None:
+        """Save backbone, tokenizer, `splade_config.json` and sentence-transformers' module files, so any
+        stage, and `SparseEncoder(directory)`, loads it by path. `model_id` (default: a fingerprint of
+        the saved weights) is what indexes record as the model.
+
+        Ids the model never activates (special tokens, a padded vocabulary) are saved with a decoder bias
+        that keeps them at zero, so sentence-transformers, which applies no vocabulary mask, gives the
+        same vectors. A model it cannot reproduce (no expansion, or no decoder bias) gets no module files.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with attached_decoder(self.mlm, self.decoder) as mlm:
+        quiet_transformers()
+        silent = (self.vocab_keep == 0).nonzero().squeeze(1).to(self.vocab_keep.device)
+        with attached_decoder(self.mlm, self.decoder) as mlm, silenced_ids(self.decoder, silent) as silenced:
             mlm.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        self.artifact(f"splade-{weights_fingerprint(directory)}").write(directory)
+        ordinary_modes([*directory.glob("*.safetensors"), *directory.glob("*.bin")])  # written privately
+        save_tokenizer(self.tokenizer, directory)
+        self.artifact(model_id or f"splade-{weights_fingerprint(directory)}").write(directory)
+        if silenced and self.use_expansion:
+            write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
+        else:
+            remove_module_files(directory)
 
 
 class ExportGraph(nn.Module):

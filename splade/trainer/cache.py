@@ -18,6 +18,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 CACHE_FOLDER = ".splade-cache"
+PACKAGE = Path(__file__).resolve().parent.parent  # the installed splade package (its bundled data)
 
 
 def key_of(*parts: object) -> str:
@@ -45,9 +46,12 @@ class ArrayCache:
 
     @classmethod
     def for_files(cls, train_files: list[Path], configured: Path | None, fallback: Path) -> ArrayCache:
-        """`configured`, else `.splade-cache/` beside the first training file, else under `fallback` (the
-        output folder) when that one cannot be written."""
-        for folder in [configured] if configured else [Path(train_files[0]).parent / CACHE_FOLDER, fallback]:
+        """`configured`, else `.splade-cache/` beside the first training file, else `fallback` (under the
+        output folder): for files inside the installed package or in a folder that cannot be written."""
+        beside = Path(train_files[0]).resolve().parent
+        inside_package = PACKAGE in beside.parents or beside == PACKAGE
+        candidates = [configured] if configured else ([] if inside_package else [beside / CACHE_FOLDER])
+        for folder in [*candidates, fallback]:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError:

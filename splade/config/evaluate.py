@@ -1,0 +1,73 @@
+"""`splade eval`'s settings: which datasets, which systems, how to test them; one field per option."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from splade.config.loading import OptionsModel
+from splade.config.opensearch import OpenSearchSettings, settings_from_env
+
+SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+BASELINE_NAMES = ("bm25", "dense", "bm25-whitespace")
+
+
+class EvalConfig(OptionsModel):
+    """What `splade eval` compares; every field has the CLI option of the same name."""
+
+    option_names: ClassVar[dict[str, str]] = {"datasets": "--dataset", "dense_query_prefix": "--query-prefix",
+                                              "dense_passage_prefix": "--passage-prefix"}
+
+    datasets: list[Path]
+    split: str = "dev"
+    merged_corpus: bool = False
+    duplicate_ids: Literal["error", "keep-first", "keep-last"] = "error"  # a corpus _id on two lines
+    splade: list[tuple[str, Path]] = Field(default_factory=list)  # (name, model folder)
+    bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
+    bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
+    dense: str | None = None  # sentence-transformers model (a baseline)
+    dense_query_prefix: str = "query: "
+    dense_passage_prefix: str = "passage: "
+    dense_max_length: int = Field(default=256, ge=1)
+    backend: Literal["local", "opensearch"] = "local"  # SPLADE index: embedded or OpenSearch
+    opensearch: OpenSearchSettings | None = None  # backend opensearch (None: from the environment)
+    encoder_backend: Literal["auto", "torch", "onnx"] = "auto"
+    device: str | None = None
+    batch_size: int = Field(default=32, ge=1)
+    doc_top_k: int | None = Field(default=None, ge=1)  # SPLADE document pruning (None: every positive weight)
+    max_queries: int | None = Field(default=None, ge=1)
+    top_k: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    trials: int = Field(default=10_000, ge=1)  # randomization-test permutations
+    seed: int = 0
+    show_progress: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_compare(self) -> EvalConfig:
+        if not self.datasets:
+            raise ValueError("--dataset: give at least one BEIR dataset folder")
+        if not (self.bm25 or self.bm25_whitespace or self.dense or self.splade):
+            raise ValueError("nothing to compare: enable --bm25, --dense or --splade")
+        names = [name for name, _ in self.splade]
+        for name in names:
+            if not SYSTEM_NAME.fullmatch(name):
+                raise ValueError(f"--splade: system name {name!r} may use only letters, digits, '.', '_' "
+                                 "and '-' (it names run files and the TREC run column)")
+            if name in BASELINE_NAMES or names.count(name) > 1:
+                raise ValueError(f"--splade: system name {name!r} is used twice; name them NAME=MODEL_DIR")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _opensearch_from_env(cls, data: Any) -> Any:
+        return settings_from_env(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON, without credentials (the OpenSearch hosts only)."""
+        data = self.model_dump(mode="json", exclude={"opensearch"})
+        data["splade"] = [{"name": name, "path": str(path)} for name, path in self.splade]
+        data["opensearch"] = None if self.opensearch is None else {"hosts": self.opensearch.hosts_text}
+        return data

@@ -1,0 +1,135 @@
+"""sentence-transformers module files: written beside every saved SPLADE model, read from a SPLADE folder
+that sentence-transformers trained.
+
+A `SparseEncoder` folder is `modules.json` naming its modules in order: a masked-LM transformer (in the
+folder itself or a subfolder, with `sentence_bert_config.json` holding its max length) and
+`SpladePooling` (`pooling_strategy`, `activation_function`), optionally `Normalize` (cosine scores).
+sentence-transformers' `relu` activation is splade's `log(1 + ReLU)`; its `log1p_relu` applies log1p
+twice. `config_sentence_transformers.json` says `model_type: SparseEncoder` and the similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from splade.atomic import write_json
+from splade.errors import SpladeError
+
+MODULES_NAME = "modules.json"
+ST_CONFIG_NAME = "config_sentence_transformers.json"
+TRANSFORMER_CONFIG_NAME = "sentence_bert_config.json"
+POOLING_DIR = "1_SpladePooling"
+NORMALIZE_DIR = "2_Normalize"
+MLM_TYPE = "sentence_transformers.sparse_encoder.models.MLMTransformer"
+POOLING_TYPE = "sentence_transformers.sparse_encoder.models.SpladePooling"
+NORMALIZE_TYPE = "sentence_transformers.models.Normalize"
+WRITTEN = (MODULES_NAME, ST_CONFIG_NAME, TRANSFORMER_CONFIG_NAME, POOLING_DIR, NORMALIZE_DIR)
+
+
+@dataclass
+class SentenceTransformersSplade:
+    """What splade needs from a sentence-transformers SPLADE folder."""
+
+    backbone: Path  # the folder holding the masked LM's weights and tokenizer
+    max_length: int | None  # `max_seq_length`; None: the tokenizer's own limit
+    similarity: str  # dot or cosine
+
+
+def write_module_files(folder: str | Path, max_length: int, vocab_size: int, similarity: str) -> None:
+    """Write the module files that let `SparseEncoder(folder)` compute the same vectors as splade:
+    the MLM at the folder's root, max pooling of `log(1 + ReLU)` and, for cosine, normalisation."""
+    folder = Path(folder)
+    remove_module_files(folder)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": MLM_TYPE},
+               {"idx": 1, "name": "1", "path": POOLING_DIR, "type": POOLING_TYPE}]
+    if similarity == "cosine":
+        modules.append({"idx": 2, "name": "2", "path": NORMALIZE_DIR, "type": NORMALIZE_TYPE})
+        (folder / NORMALIZE_DIR).mkdir()
+    write_json(folder / MODULES_NAME, modules)
+    write_json(folder / TRANSFORMER_CONFIG_NAME, {"max_seq_length": max_length, "do_lower_case": False})
+    pooling = {"pooling_strategy": "max", "activation_function": "relu",  # relu: log(1 + ReLU)
+               "word_embedding_dimension": vocab_size}
+    write_json(folder / POOLING_DIR / "config.json", pooling)
+    write_json(folder / ST_CONFIG_NAME,
+               {"model_type": "SparseEncoder", "similarity_fn_name": similarity,
+                "prompts": {"query": "", "document": ""}, "default_prompt_name": None})
+
+
+def remove_module_files(folder: str | Path) -> None:
+    """Remove module files an earlier save wrote (a model sentence-transformers cannot reproduce has none)."""
+    for name in WRITTEN:
+        path = Path(folder) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpladeError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _is_mlm(module_type: str, config: dict[str, Any]) -> bool:
+    name = module_type.rsplit(".", 1)[-1]
+    fill_mask = config.get("transformer_task") == "fill-mask"
+    return name == "MLMTransformer" or (name == "Transformer" and fill_mask)
+
+
+def read_module_files(folder: str | Path) -> SentenceTransformersSplade | None:
+    """The SPLADE settings of a sentence-transformers folder (None without `modules.json`, or for a dense
+    sentence-transformers model, whose transformer serves as a plain backbone).
+
+    Anything splade cannot compute the same way (sum pooling, a double log1p, a router between query
+    and document modules, extra layers) is a one-line `SpladeError` naming the file.
+    """
+    folder = Path(folder)
+    modules_path = folder / MODULES_NAME
+    if not modules_path.is_file():
+        return None
+    modules = _json(modules_path)
+    if not isinstance(modules, list):
+        raise SpladeError(f"{modules_path}: expected a list of modules")
+    types = [str(module.get("type", "")) for module in modules]
+    if _json(folder / ST_CONFIG_NAME).get("model_type") != "SparseEncoder" and not any(
+            t.endswith("SpladePooling") for t in types):
+        return None  # a dense sentence-transformers model (a backbone SPLADE training may start from)
+    backbone, max_length, pooled, similarity = None, None, False, "dot"
+    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
+        module_type, path = str(module.get("type", "")), folder / str(module.get("path", ""))
+        name = module_type.rsplit(".", 1)[-1]
+        config = _json(path / (TRANSFORMER_CONFIG_NAME if "Transformer" in name else "config.json"))
+        if backbone is None and _is_mlm(module_type, config):
+            backbone, max_length = path, config.get("max_seq_length")
+        elif name == "SpladePooling" and backbone is not None and not pooled:
+            _check_pooling(path / "config.json", config)
+            pooled = True
+        elif name == "Normalize" and pooled:
+            similarity = "cosine"
+        else:
+            raise SpladeError(f"{modules_path}: module {module_type or '?'} ({module.get('path', '')!r}) is "
+                              "not supported: splade reads a masked-LM transformer, SpladePooling, Normalize")
+    if backbone is None or not pooled:
+        raise SpladeError(f"{modules_path}: not a SPLADE model (a masked-LM transformer and SpladePooling)")
+    st_config = _json(folder / ST_CONFIG_NAME)
+    if st_config.get("similarity_fn_name") == "cosine":
+        similarity = "cosine"
+    return SentenceTransformersSplade(backbone, int(max_length) if max_length else None, similarity)
+
+
+def _check_pooling(path: Path, config: dict[str, Any]) -> None:
+    strategy = config.get("pooling_strategy", "max")
+    activation = config.get("activation_function", "relu")
+    if strategy != "max":
+        raise SpladeError(f"{path}: pooling_strategy {strategy!r} is not supported (splade max-pools)")
+    if activation != "relu":
+        raise SpladeError(f"{path}: activation_function {activation!r} is not supported (splade computes "
+                          "log(1 + ReLU), sentence-transformers' 'relu')")
