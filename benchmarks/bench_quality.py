@@ -4,11 +4,13 @@
 2. `splade train v23` from me5-small-koen with the me5 teacher, the dev sets (sampled) selecting the best
    model: on a CPU the v23 curriculum scaled to `--steps` optimizer steps (20 epochs of steps/20), on a
    GPU the full schedule (`--full`). `--variant NAME=KEY=VALUE[;KEY=VALUE...]` trains more v23 variants
-   the same way (e.g. `--variant cosine=loss.similarity=cosine`), so choices are measured side by side.
+   the same way (e.g. `--variant cosine=loss.similarity=cosine`); they are compared at equal steps on
+   the dev samples their training evaluates (a table of its own), not in the final evaluation.
 3. sentence-transformers `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` for the same
    steps, batch and length on the same triplets (its documented regularizer weights).
-4. `splade eval` on the dev splits of korquad, msmarco-ko and msmarco-koen, each against its own corpus
-   and against the merged corpus, with Kiwi BM25 and dense me5-small-koen.
+4. `splade export` of both models (ONNX, as they are served), then `splade eval` on the dev splits of
+   korquad, msmarco-ko and msmarco-koen, each against its own corpus and against the merged corpus, with
+   Kiwi BM25 and dense me5-small-koen.
 
 It prints one table (NDCG@10 per set and corpus, Recall@1000 on the merged corpus, terms per query and
 per document) and each model's dev curve; reports, runs and logs stay under `--out`.
@@ -30,7 +32,6 @@ from pathlib import Path
 
 from common import DEV_SETS, KOREAN_TRIPLETS, ME5, REPO, ensure_triplets
 
-SETS = [path.name for path in DEV_SETS]
 PEER = "sentence-transformers"
 
 
@@ -55,13 +56,17 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
         "data.val_files=[]",
         f"data.batch_size={args.batch}",
         f"training.device={args.device}",
-        f"dev.sets=[{','.join(str(p) for p in DEV_SETS)}]",
+        f"dev.sets=[{','.join(str(p) for p in args.datasets)}]",
         f"dev.max_queries={args.dev_queries}",
         f"dev.max_documents={args.dev_documents}",
         "training.save_steps=null",
     ]
     if not args.full:  # the v23 curriculum (20 epochs, 3 phases) scaled to --steps optimizer steps
-        settings += [f"data.epoch_size={args.steps * args.batch // 20}", f"dev.every_steps={args.steps // 4}"]
+        settings += [
+            f"data.epoch_size={args.steps * args.batch // 20}",
+            f"dev.every_steps={args.steps // 4}",
+            f"loss.flops_warmup_steps={args.steps // 10}",
+        ]
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
     for override in [*settings, *overrides]:
         command += ["--set", override]
@@ -142,11 +147,21 @@ def peer_worker(args: argparse.Namespace) -> None:
     model.save(str(args.out))
 
 
+def export(args: argparse.Namespace, name: str, model: Path) -> Path:
+    """The ONNX export users serve (with its parity check)."""
+    out = args.out / f"{name}-onnx"
+    run(
+        [sys.executable, "-m", "splade", "export", str(model), "--out", str(out)],
+        args.out / f"export-{name}.log",
+    )
+    return out
+
+
 def evaluate(args: argparse.Namespace, models: dict[str, Path], merged: bool) -> dict:
     name = "merged" if merged else "own"
     out = args.out / f"eval-{name}"
     command = [sys.executable, "-m", "splade", "eval", "--out", str(out), "--dense", str(args.model)]
-    command += [part for path in DEV_SETS for part in ("--dataset", str(path))]
+    command += [part for path in args.datasets for part in ("--dataset", str(path))]
     command += [part for system, path in models.items() for part in ("--splade", f"{system}={path}")]
     if merged:
         command.append("--merged-corpus")
@@ -179,11 +194,12 @@ def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
         f"retrieval quality on the dev splits ({args.device}; SPLADE models: {budget}; "
         f"{args.max_queries or 'all'} queries a set)"
     )
-    header = f"{'system':22}" + "".join(f"{s + ' own':>16}{s + ' merged':>19}{'R@1000':>8}" for s in SETS)
+    sets = [path.name for path in args.datasets]
+    header = f"{'system':22}" + "".join(f"{s + ' own':>16}{s + ' merged':>19}{'R@1000':>8}" for s in sets)
     print(header + f"{'q terms':>9}{'d terms':>9}")
     for system, by_set in own_rows.items():
         cells = ""
-        for name in SETS:
+        for name in sets:
             a = by_set.get(name, {}).get("metrics", {}).get("ndcg@10", float("nan"))
             merged_result = merged_rows.get(system, {}).get(name, {})
             b = merged_result.get("metrics", {}).get("ndcg@10", float("nan"))
@@ -198,16 +214,39 @@ def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
     )
 
 
+def _dev_points(args: argparse.Namespace, name: str) -> list[tuple[int, dict]]:
+    path = args.out / name / "training_history.json"
+    if not path.is_file():
+        return []
+    history = json.loads(path.read_text(encoding="utf-8"))
+    points = [(e["global_step"], e["val"]) for e in history.get("evaluations", [])]
+    return points or [(e["global_step"], e["val"]) for e in history["epochs"] if "dev/ndcg@10" in e["val"]]
+
+
+def print_variants(args: argparse.Namespace, names: list[str]) -> None:
+    """Each trained model's last dev evaluation (the sampled dev sets), side by side."""
+    sets = [path.name for path in args.datasets]
+    print()
+    print(
+        f"v23 variants at equal steps: dev NDCG@10 on the training's dev samples "
+        f"({args.dev_queries} queries, {args.dev_documents} documents a set)"
+    )
+    print(f"{'model':26}" + "".join(f"{s:>14}" for s in sets) + f"{'mean':>8}{'q terms':>9}{'d terms':>9}")
+    for name in names:
+        points = _dev_points(args, name)
+        if not points:
+            continue
+        step, val = points[-1]
+        cells = "".join(f"{val.get(f'{s}/ndcg@10', float('nan')):14.3f}" for s in sets)
+        print(
+            f"{name + f' @{step}':26}{cells}{val['dev/ndcg@10']:8.3f}{val['dev/active_terms_query']:9.1f}"
+            f"{val['dev/active_terms_doc']:9.1f}"
+        )
+
+
 def print_curves(args: argparse.Namespace, names: list[str]) -> None:
     for name in names:
-        path = args.out / name / "training_history.json"
-        if not path.is_file():
-            continue
-        history = json.loads(path.read_text(encoding="utf-8"))
-        points = [(e["global_step"], e["val"]) for e in history.get("evaluations", [])]
-        points = points or [
-            (e["global_step"], e["val"]) for e in history["epochs"] if "dev/ndcg@10" in e["val"]
-        ]
+        points = _dev_points(args, name)
         curve = ", ".join(
             f"{step}: {val['dev/ndcg@10']:.3f} ({val['dev/active_terms_query']:.0f}/"
             f"{val['dev/active_terms_doc']:.0f} terms)"
@@ -229,8 +268,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[;KEY=VALUE...]")
     parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers")
     parser.add_argument("--max-queries", type=int, default=None, help="queries a set in the final evaluation")
-    parser.add_argument("--dev-queries", type=int, default=100, help="dev queries a set while training")
-    parser.add_argument("--dev-documents", type=int, default=1000, help="dev documents a set while training")
+    parser.add_argument("--dev-queries", type=int, default=50, help="dev queries a set while training")
+    parser.add_argument("--dev-documents", type=int, default=300, help="dev documents a set while training")
+    parser.add_argument("--datasets", type=Path, nargs="+", default=DEV_SETS, help="BEIR dev sets")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_quality")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,23 +278,25 @@ def main() -> None:
     if args.worker:
         peer_worker(args)
         return
-    if not args.model.exists() or not all(p.is_dir() for p in DEV_SETS):
+    if not args.model.exists() or not all(p.is_dir() for p in args.datasets):
         sys.exit(
             "needs ../shared/models/me5-small-koen and ../shared/data/beir/{korquad,msmarco-ko,msmarco-koen}"
         )
     args.triplets = ensure_triplets(args.triplets)
     args.out.mkdir(parents=True, exist_ok=True)
-    models = {"splade-v23": train_splade(args, "splade-v23", [])}
+    trained = {"splade-v23": train_splade(args, "splade-v23", [])}
+    variants = []
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
-        models[f"splade-{name}"] = train_splade(
-            args, f"splade-{name}", [o for o in overrides.split(";") if o]
-        )
+        variants.append(f"splade-{name}")
+        train_splade(args, variants[-1], [o for o in overrides.split(";") if o])
     if not args.no_peer:
-        models[PEER] = train_peer(args)
+        trained[PEER] = train_peer(args)
+    models = {name: export(args, name, path) for name, path in trained.items()}
     own, merged = evaluate(args, models, merged=False), evaluate(args, models, merged=True)
     print_table(args, own, merged)
-    print_curves(args, [m for m in models if m != PEER])
+    print_variants(args, ["splade-v23", *variants])
+    print_curves(args, ["splade-v23", *variants])
 
 
 if __name__ == "__main__":

@@ -145,6 +145,7 @@ def run_splade(args: argparse.Namespace, overrides: list[str], out: Path) -> dic
         "teacher_s": setup.get("teacher", 0.0),
         "step_s": timed / args.steps,
         "flops_per_step": clock.flops,
+        "setup_parts": setup,
     }
 
 
@@ -287,6 +288,10 @@ def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) 
         print(f"splade v23 vs sentence-transformers per triplet: {peer['step_s'] / base['step_s']:.2f}x")
     if base:
         print(f"matmul on this device: {base['matmul_flops'] / scale:.1f} {unit}")
+    for row in ("splade v23 (cold)", "splade v23 (warm)"):
+        parts = (results.get(row) or {}).get("setup_parts")
+        if parts:
+            print(f"{row} setup, seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
 
 
 def main() -> None:

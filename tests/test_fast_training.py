@@ -225,3 +225,21 @@ def test_progress_bar_counts_to_max_steps(tiny_model_dir: Path, tmp_path: Path, 
     cfg = tiny_config(tmp_path, tiny_model_dir, "training.max_steps=2", "output.tensorboard=false")
     train(cfg)
     assert "2/2" in capsys.readouterr().err
+
+
+def test_lexical_start_makes_a_text_start_from_its_own_tokens(tiny_model_dir: Path, tmp_path: Path):
+    """The refitted head activates most of a text's own tokens and few others; a run starts from it."""
+    from splade.model import SpladeModel
+    from splade.model.lexical_start import lexical_start
+
+    model = SpladeModel.from_pretrained(tiny_model_dir)
+    text = "당뇨병 치료 방법"
+    own = set(model.tokenizer(text)["input_ids"]) - set(model.tokenizer.all_special_ids)
+    before = model.encode([text])[0]
+    report = lexical_start(model, TINY_TEXTS, keep_own=0.9)
+    after = model.encode([text])[0]
+    active = set(torch.nonzero(after).flatten().tolist())
+    assert report.own_token_top1 > 0.5 and report.own_terms_active >= 0.8
+    assert len(own & active) >= len(own) - 1 and len(active) < (before > 0).sum()
+    trainer = _trainer(tmp_path, tiny_model_dir, "model.init=lexical", "model.lexical_keep=0.9")
+    assert trainer.lexical.own_terms_active >= 0.8 and "lexical start" in trainer.setup_seconds

@@ -113,6 +113,8 @@ class Trainer:
         self.tokenizer = TextTokenizer(self.model.tokenizer)
         with self.dist.main_first():  # rank 0 fills the caches the others then read
             self.data = self._timed("data", lambda: TrainingData.load(config, self.tokenizer))
+            if config.model.init == "lexical" and checkpoint is None:
+                self._timed("lexical start", self._lexical_start)
             self._timed("loss", self._build_loss)
             self._timed("teacher", self._build_teacher)
         self.dev = self._timed(
@@ -153,6 +155,21 @@ class Trainer:
             self.model.mlm.compile(dynamic=True)
         pooling = self.cfg_t.pooling
         self.pooling = default_pooling(self.device) if pooling == "auto" else pooling
+
+    def _lexical_start(self) -> None:
+        """Refit the MLM head so training starts from each text's own tokens (a fresh run only)."""
+        from splade.model.lexical_start import lexical_start
+
+        cfg = self.config.model
+        rows = self.data.rows
+        rng = np.random.default_rng(self.cfg_t.seed)
+        picked = rng.choice(
+            self.data.pool, size=min(len(self.data.pool), cfg.lexical_texts // 2), replace=False
+        )
+        texts = [
+            self.data.table.texts[r] for r in np.concatenate([rows.query[picked], rows.positive[picked]])
+        ]
+        self.lexical = lexical_start(self.model, texts, keep_own=cfg.lexical_keep)
 
     def _build_loss(self) -> None:
         cfg = self.config.loss

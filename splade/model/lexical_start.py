@@ -1,0 +1,143 @@
+"""A lexical start for a pretrained backbone: its MLM head refitted so a text first activates its own tokens.
+
+A dense encoder such as multilingual-e5 has no MLM head; the head SPLADE builds for it (an identity
+transform and the tied input embeddings) activates tens of thousands of terms per text at step 0, and its
+strongest terms are noise, so training starts far from any useful ranking. Here the head is refitted in
+closed form instead, on a sample of training texts:
+
+1. at every kept, non-special position: the encoder's final hidden state, and the decoder row (the tied
+   input embedding) of the token at that position;
+2. a ridge regression from the first to the second, shifted far into the activation's linear range (the
+   head's normalisation removes the shift again), becomes the head's dense layer, so a position's logit
+   for its own token stands out;
+3. the decoder bias is set so that a chosen share of the own-token logits stays positive, which cuts most
+   other terms.
+
+The representation then starts near a bag of each text's own tokens, sparse from the first step, and
+training learns the weights and the expansion from there. The encoder itself is not changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from splade.errors import SpladeError
+from splade.model.backbone import HEAD_TRANSFORMS, special_token_ids
+from splade.model.representation import SpladeModel
+from splade.model.tokenization import TextTokenizer
+
+log = logging.getLogger(__name__)
+SHIFT = 4.0  # in units of the largest target value: the head's activation is then nearly linear
+RIDGE = 1e-2  # regularisation, relative to the number of positions
+
+
+@dataclass
+class LexicalStart:
+    """What the fit found on its sample."""
+
+    positions: int  # positions the regression saw
+    own_token_top1: float  # share of positions whose strongest logit is their own token
+    decoder_bias: float
+    active_terms: float  # mean active terms of a sampled text at the start
+    own_terms_active: float  # share of a sampled text's own tokens active at the start
+
+
+def _head_layers(model: SpladeModel) -> tuple[nn.Linear, nn.LayerNorm]:
+    """The MLM head's dense layer and the normalisation after it (BERT, XLM-R and ModernBERT heads)."""
+    dense = norm = None
+    parent = ""
+    for name, module in model.mlm.named_modules():
+        if dense is None and name.endswith(HEAD_TRANSFORMS) and isinstance(module, nn.Linear):
+            dense, parent = module, name.rsplit(".", 1)[0]
+        elif dense is not None and name.startswith(parent) and isinstance(module, nn.LayerNorm):
+            norm = module
+            break
+    if dense is None or norm is None or model.decoder is None:
+        raise SpladeError(f"model.init lexical: {type(model.mlm).__name__} has no MLM head of a known form")
+    if dense.weight.shape[0] != dense.weight.shape[1]:
+        raise SpladeError("model.init lexical: the MLM head's dense layer is not square")
+    return dense, norm
+
+
+def _batches(model: SpladeModel, encoded: list[np.ndarray], batch_size: int):  # noqa: ANN202 - a generator
+    tokenizer = TextTokenizer(model.tokenizer)
+    device = model.vocab_keep.device
+    for start in range(0, len(encoded), batch_size):
+        ids, mask = tokenizer.pad(encoded[start : start + batch_size])
+        yield torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def _own_positions(model: SpladeModel, ids: Tensor, mask: Tensor) -> Tensor:
+    special = torch.tensor(special_token_ids(model.tokenizer), device=ids.device)
+    return (mask == 1) & ~torch.isin(ids, special)
+
+
+def _ridge(inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """`W, c` minimising `|inputs W^T + c - targets|² + RIDGE · n · |W|²`."""
+    n, width = inputs.shape
+    design = torch.cat([inputs, torch.ones(n, 1, dtype=inputs.dtype, device=inputs.device)], dim=1)
+    gram = design.T @ design
+    gram[:width, :width] += RIDGE * n * torch.eye(width, dtype=inputs.dtype, device=inputs.device)
+    solution = torch.linalg.solve(gram, design.T @ targets)
+    return solution[:width].T.contiguous(), solution[width]
+
+
+@torch.no_grad()
+def lexical_start(
+    model: SpladeModel, texts: Sequence[str], keep_own: float = 0.5, batch_size: int = 32
+) -> LexicalStart:
+    """Refit `model`'s MLM head on `texts` (a few thousand training texts are plenty); see the module.
+
+    `keep_own`: the share of own-token logits that stays above the decoder bias.
+    """
+    was_training = model.training
+    model.eval()
+    dense, norm = _head_layers(model)
+    encoded = TextTokenizer(model.tokenizer).encode(list(texts), model.max_length)
+    states, tokens = [], []
+    for ids, mask in _batches(model, encoded, batch_size):
+        hidden = model.mlm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        keep = _own_positions(model, ids, mask)
+        states.append(hidden[keep].double())
+        tokens.append(ids[keep])
+    states_t, tokens_t = torch.cat(states), torch.cat(tokens)
+    embeddings = model.decoder.weight.detach()
+    targets = embeddings[tokens_t].double()
+    weight, bias = _ridge(states_t, targets + SHIFT * float(targets.abs().max()))
+    dense.weight.copy_(weight.to(dense.weight.dtype))
+    dense.bias.copy_(bias.to(dense.bias.dtype))
+    norm.weight.fill_(1.0)
+    norm.bias.zero_()
+    own, top1 = [], []
+    for ids, mask in _batches(model, encoded[:512], batch_size):  # the refitted head's own-token logits
+        logits = model.term_logits(ids, mask).float()
+        keep = _own_positions(model, ids, mask)
+        own.append(logits[keep].gather(1, ids[keep][:, None]).squeeze(1))
+        top1.append(logits[keep].argmax(1) == ids[keep])
+    decoder_bias = -float(torch.quantile(torch.cat(own), 1.0 - keep_own))
+    if model.decoder.bias is None:
+        raise SpladeError("model.init lexical: the MLM decoder has no bias to set")
+    model.decoder.bias.fill_(decoder_bias)
+    active, own_active = [], []
+    for ids, mask in _batches(model, encoded[:256], batch_size):
+        reps = model(ids, mask, pooling="sparse" if ids.device.type == "cpu" else "plain")
+        active += (reps > 0).sum(1).tolist()
+        for row, rep, keep in zip(ids, reps, _own_positions(model, ids, mask), strict=True):
+            if keep.any():
+                own_active.append(float((rep[row[keep]] > 0).float().mean()))
+    model.train(was_training)
+    report = LexicalStart(
+        len(tokens_t),
+        float(torch.cat(top1).float().mean()),
+        decoder_bias,
+        float(np.mean(active)),
+        float(np.mean(own_active)),
+    )
+    log.info("lexical start: %s", report)
+    return report
