@@ -34,6 +34,20 @@ Timeout = Annotated[float | None, typer.Option(
 QueryMode = Annotated[str, typer.Option(
     "--query-mode", help="auto (probe for the neural-search plugin) | neural_sparse | rank_feature.",
     rich_help_panel=CONN)]
+SCALE = "Scale-out"
+Shard = Annotated[str | None, typer.Option(
+    "--shard", help="Encode only share I of N (I/N, e.g. 0/4; torchrun sets it from RANK/WORLD_SIZE); "
+    "the last shard to finish publishes the whole index.", rich_help_panel=SCALE)]
+Mapping = Annotated[str | None, typer.Option(
+    "--mapping", help="OpenSearch vector field: rank_features (exact; default) or sparse_vector (SEISMIC, "
+    "OpenSearch 3.3+).", rich_help_panel=SCALE)]
+TwoPhase = Annotated[bool, typer.Option(
+    "--two-phase", help="Search the rank_features index through a neural_sparse two-phase pipeline "
+    "(OpenSearch 2.15+).", rich_help_panel=SCALE)]
+Seismic = Annotated[list[str] | None, typer.Option(
+    "--seismic", help="SEISMIC parameter KEY=VALUE for sparse_vector (n_postings, cluster_ratio, "
+    "summary_prune_ratio, approximate_threshold, quantization_ceiling_search, quantization_ceiling_ingest, "
+    "top_n, heap_factor); repeatable.", rich_help_panel=SCALE)]
 
 
 def _target(backend: str, index: str, query_mode: str, hosts: str | None, user: str | None,
@@ -74,22 +88,27 @@ def register(app: typer.Typer) -> None:
         hosts: Hosts = None, user: User = None, password: Password = None, api_key: ApiKey = None,
         ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,
         query_mode: QueryMode = "auto",
+        shard: Shard = None, mapping: Mapping = None, two_phase: TwoPhase = False, seismic: Seismic = None,
     ) -> None:
         """Encode a corpus and index it; a rebuild replaces the live index only once it is complete."""
         from rich.console import Console
 
+        from splade.indexer.layouts import Layout
         from splade.indexer.pipeline import build_index
 
         target = _target(backend, index, query_mode, hosts, user, password, api_key, ca_certs, insecure,
                          timeout)
+        layout = None
+        if mapping or two_phase or seismic:
+            layout = Layout.build(mapping or "rank_features", two_phase, seismic or [])
         summary = build_index(model, corpus, target, top_k=top_k_doc, threshold=threshold,
                               batch_size=batch_size, append=append, device=device,
-                              duplicate_ids=duplicate_ids)
+                              duplicate_ids=duplicate_ids, shard=shard, layout=layout)
         console = Console(stderr=True, soft_wrap=True)
         for note in summary["notes"]:
             console.print(note, markup=False)
-        console.print(f"indexed {summary['documents']} documents into the {summary['backend']} "
-                      f"index {summary['index']} ({summary['device']})")
+        console.print(summary.get("message") or f"indexed {summary['documents']} documents into the "
+                      f"{summary['backend']} index {summary['index']} ({summary['device']})", markup=False)
 
     @app.command("search")
     def search_command(

@@ -26,8 +26,9 @@ class WriterLock:
     def held(self) -> bool:
         return self._handle is not None
 
-    def acquire(self) -> WriterLock:
-        """Take the lock (creating the folder); a `SpladeError` names the pid of the writer holding it."""
+    def acquire(self, wait: bool = False) -> WriterLock:
+        """Take the lock (creating the folder); a `SpladeError` names the pid of the writer holding it, or,
+        with `wait`, block until it is free (for holders that keep it briefly)."""
         import fcntl  # POSIX (Linux, macOS)
 
         if self._handle is not None:
@@ -35,7 +36,7 @@ class WriterLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip()
