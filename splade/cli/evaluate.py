@@ -61,6 +61,19 @@ def evaluate(
     verify: bool | None = typer.Option(None, "--verify/--no-verify", help="Verify TLS certificates.",
                                        rich_help_panel=OPENSEARCH),
     timeout: float | None = typer.Option(None, help="Request timeout (s).", rich_help_panel=OPENSEARCH),
+    mapping: list[str] = typer.Option(
+        ["rank_features"], "--mapping", help="OpenSearch layout to evaluate each SPLADE model in: "
+        "rank_features (exact) or sparse_vector (SEISMIC, 3.3+); repeat for one column each.",
+        rich_help_panel=OPENSEARCH),
+    two_phase: bool = typer.Option(
+        False, "--two-phase", help="Also search rank_features through the neural_sparse two-phase pipeline "
+        "(a column of its own).", rich_help_panel=OPENSEARCH),
+    seismic: list[str] = typer.Option(
+        [], "--seismic", help="SEISMIC parameter KEY=VALUE for the sparse_vector column; repeatable.",
+        rich_help_panel=OPENSEARCH),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Encode only share I of N of the SPLADE documents (I/N; torchrun sets it); the "
+        "last shard to finish evaluates. Shards meet in OUT.shards."),
 ) -> None:
     """Compare SPLADE with BM25 and dense retrieval: NDCG@10, MRR@10, Recall@100/1000, significance, costs.
 
@@ -86,8 +99,12 @@ def evaluate(
         encoder_backend=encoder_backend, device=device, batch_size=batch_size, doc_top_k=doc_top_k,
         max_queries=max_queries, top_k=top_k,
         alpha=alpha, trials=trials, seed=seed, show_progress=True,
+        mappings=list(mapping), two_phase=two_phase, seismic=list(seismic), shard=shard,
+        shard_dir=out.parent / f"{out.name}.shards",
     )
     result = run_evaluation(config, log=lambda message: console.print(f"[dim]•[/dim] {message}"))
+    if result is None:  # a shard that left the evaluation to the last one
+        return
     report = write_report(result, out)
     from splade.evaluation.report import summary_table
 
