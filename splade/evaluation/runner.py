@@ -273,9 +273,11 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
     shard = resolve_shard(config.shard)
     encoded = None
     if shard is not None:
-        from splade.evaluation.sharded import encode_share
+        from splade.evaluation.sharded import EncodingJob, encode_share
 
-        encoded = encode_share(config, shard, [documents for _, documents, _ in groups], log)
+        job = EncodingJob(config.splade, config.shard_dir, config.encoder_backend, config.device,
+                          config.batch_size, config.doc_top_k, config.show_progress)
+        encoded = encode_share(job, shard, [documents for _, documents, _ in groups], log)
         if encoded is None:
             return None
     systems = build_systems(config)

@@ -9,6 +9,7 @@ creates `finish` with `op_type=create`: exactly one shard succeeds (the others g
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from splade.indexer.connection import describe_error
@@ -80,6 +81,11 @@ class IndexLedger:
         except OpenSearchException as exc:
             raise describe_error(exc, self.index.settings, f"writing to {self.name!r}") from None
         return FINISH, records
+
+    def release(self) -> None:
+        """Give the finish claim up (the alias did not move), so that a shard run again can finish."""
+        with contextlib.suppress(Exception):
+            self._client.delete(index=self.name, id="finish")
 
     def remove(self) -> None:
         self.index._call(f"deleting {self.name!r}", self._client.indices.delete, index=self.name,

@@ -124,7 +124,11 @@ def build_opensearch_shard(encoder: Encoder, documents: Sequence[Document], inde
     outcome = ShardOutcome(shard, encoded, state, missing=found if state == WAIT else [])
     if state == FINISH:
         outcome.total = sum(int(marker["documents"]) for marker in found)
-        index.publish(build, outcome.total)
+        try:
+            index.publish(build, outcome.total)
+        except BaseException:
+            ledger.release()
+            raise
         ledger.remove()
         outcome.notes = [f"removed stale build index {name!r} (left by an interrupted build)"
                          for name in index.remove_stale_builds()]
