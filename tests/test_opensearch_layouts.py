@@ -141,3 +141,34 @@ def test_layout_options_are_checked() -> None:
     assert Layout.from_meta(Layout.build("sparse_vector", seismic=["top_n=4"]).to_meta()) == Layout.build(
         "sparse_vector", seismic=["top_n=4"])
     assert Layout.from_meta(None) == Layout()
+
+
+@pytest.mark.parametrize(("name", "layout"), [
+    ("sparse-index.json", Layout()),
+    ("sparse-vector-index.json", Layout.build("sparse_vector", seismic=["approximate_threshold=0",
+                                                                          "quantization_ceiling_ingest=5"])),
+])
+def test_the_example_index_bodies_are_what_splade_sends(name: str, layout: Layout) -> None:
+    import json
+
+    from conftest import REPO_ROOT
+
+    from splade.indexer.base import IndexMetadata
+
+    placeholder = IndexMetadata("<model folder>", "<16 hex>", 0)
+    example = json.loads((REPO_ROOT / "docker" / "opensearch" / name).read_text(encoding="utf-8"))
+    assert example == json.loads(json.dumps(index_body(placeholder, layout)))
+
+
+def test_primary_shards_and_replicas_shape_a_new_index(opensearch_url: str) -> None:
+    layout = Layout.build(shards=3, replicas=1)
+    assert layout == Layout() and layout.to_meta() == Layout().to_meta()  # searching need not know them
+    with pytest.raises(SpladeError, match="^--primary-shards: must be at least 1"):
+        Layout.build(shards=0)
+    with pytest.raises(SpladeError, match="^--replicas: must be at least 0"):
+        Layout.build(replicas=-1)
+    index = build(opensearch_url, "shaped", ["a"], SparseBatch.from_rows([(np.array([1]), np.array([1.0]))],
+                                                                        VOCAB), layout=layout)
+    [concrete] = index.concrete_indices()
+    settings = index.client.indices.get_settings(index=concrete)[concrete]["settings"]["index"]
+    assert (settings["number_of_shards"], settings["number_of_replicas"]) == ("3", "1")

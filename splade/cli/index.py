@@ -48,6 +48,11 @@ Seismic = Annotated[list[str] | None, typer.Option(
     "--seismic", help="SEISMIC parameter KEY=VALUE for sparse_vector (n_postings, cluster_ratio, "
     "summary_prune_ratio, approximate_threshold, quantization_ceiling_search, quantization_ceiling_ingest, "
     "top_n, heap_factor); repeatable.", rich_help_panel=SCALE)]
+PrimaryShards = Annotated[int, typer.Option(
+    "--primary-shards", help="Primary shards of a new OpenSearch index (spread over the data nodes).",
+    rich_help_panel=SCALE)]
+Replicas = Annotated[int, typer.Option(
+    "--replicas", help="Replicas of each primary shard of a new OpenSearch index.", rich_help_panel=SCALE)]
 
 
 def _target(backend: str, index: str, query_mode: str, hosts: str | None, user: str | None,
@@ -89,6 +94,7 @@ def register(app: typer.Typer) -> None:
         ca_certs: CaCerts = None, insecure: Insecure = False, timeout: Timeout = None,
         query_mode: QueryMode = "auto",
         shard: Shard = None, mapping: Mapping = None, two_phase: TwoPhase = False, seismic: Seismic = None,
+        primary_shards: PrimaryShards = 1, replicas: Replicas = 0,
     ) -> None:
         """Encode a corpus and index it; a rebuild replaces the live index only once it is complete."""
         from rich.console import Console
@@ -99,8 +105,9 @@ def register(app: typer.Typer) -> None:
         target = _target(backend, index, query_mode, hosts, user, password, api_key, ca_certs, insecure,
                          timeout)
         layout = None
-        if mapping or two_phase or seismic:
-            layout = Layout.build(mapping or "rank_features", two_phase, seismic or [])
+        if mapping or two_phase or seismic or primary_shards != 1 or replicas != 0:
+            layout = Layout.build(mapping or "rank_features", two_phase, seismic or [], primary_shards,
+                                  replicas)
         summary = build_index(model, corpus, target, top_k=top_k_doc, threshold=threshold,
                               batch_size=batch_size, append=append, device=device,
                               duplicate_ids=duplicate_ids, shard=shard, layout=layout)

@@ -17,7 +17,7 @@ hits asked for); unset ones keep the server's defaults.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,15 +45,24 @@ def two_phase_pipeline() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Layout:
-    """One index's field type, SEISMIC parameters and search pipeline."""
+    """One index's field type, SEISMIC parameters and search pipeline, and its primary shards and replicas
+    (which searching need not know: they are left out of comparisons and of `_meta`)."""
 
     mapping: str = "rank_features"
     two_phase: bool = False
     seismic: tuple[tuple[str, float], ...] = ()
+    shards: int = field(default=1, compare=False)
+    replicas: int = field(default=0, compare=False)
 
     @staticmethod
-    def build(mapping: str = "rank_features", two_phase: bool = False, seismic: Sequence[str] = ()) -> Layout:
-        """From the CLI's `--mapping`, `--two-phase` and `--seismic KEY=VALUE` options."""
+    def build(mapping: str = "rank_features", two_phase: bool = False, seismic: Sequence[str] = (),
+              shards: int = 1, replicas: int = 0) -> Layout:
+        """From the CLI's `--mapping`, `--two-phase`, `--seismic KEY=VALUE`, `--primary-shards` and
+        `--replicas` options."""
+        if shards < 1:
+            raise at_option("--primary-shards", f"must be at least 1, got {shards}")
+        if replicas < 0:
+            raise at_option("--replicas", f"must be at least 0, got {replicas}")
         if mapping not in MAPPINGS:
             raise at_option("--mapping", f"choose one of {', '.join(MAPPINGS)}, not {mapping!r}")
         if two_phase and mapping != "rank_features":
@@ -61,7 +70,8 @@ class Layout:
                                            "(sparse_vector has SEISMIC's own top_n and heap_factor)")
         if seismic and mapping != "sparse_vector":
             raise at_option("--seismic", "SEISMIC parameters need --mapping sparse_vector")
-        return Layout(mapping, two_phase, tuple(sorted(_parse_seismic(item) for item in seismic)))
+        return Layout(mapping, two_phase, tuple(sorted(_parse_seismic(item) for item in seismic)), shards,
+                      replicas)
 
     @property
     def name(self) -> str:
@@ -82,10 +92,13 @@ class Layout:
         return float(self._params(SEISMIC_INDEX).get("quantization_ceiling_ingest", INGEST_CEILING))
 
     def settings(self) -> dict[str, Any]:
-        """Index settings this layout adds."""
+        """The index settings: shards and replicas, and what the field type or pipeline needs."""
+        settings: dict[str, Any] = {"number_of_shards": self.shards, "number_of_replicas": self.replicas}
         if self.mapping == "sparse_vector":
-            return {"sparse": True}
-        return {"search": {"default_pipeline": TWO_PHASE_PIPELINE}} if self.two_phase else {}
+            settings["sparse"] = True
+        if self.two_phase:
+            settings["search"] = {"default_pipeline": TWO_PHASE_PIPELINE}
+        return settings
 
     def field(self) -> dict[str, Any]:
         """The vector field's mapping."""

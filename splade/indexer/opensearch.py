@@ -37,13 +37,11 @@ _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 BUILD_SUFFIX = r"(?:\d{20}|shards-[0-9a-f]{16})"  # rebuild() stamps, sharded builds' job keys
 
 
-def index_body(metadata: IndexMetadata, layout: Layout | None = None, shards: int = 1,
-               replicas: int = 0) -> dict[str, Any]:
-    """Settings and mapping of one concrete sparse index (also in docs/indexing.md)."""
+def index_body(metadata: IndexMetadata, layout: Layout | None = None) -> dict[str, Any]:
+    """Settings and mapping of one concrete sparse index (also in docs/indexing.md and docker/opensearch/)."""
     layout = layout or Layout()
     return {
-        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas,
-                               **layout.settings()}},
+        "settings": {"index": layout.settings()},
         "mappings": {
             "_meta": {"splade": metadata.to_dict(), "splade_layout": layout.to_meta()},
             "dynamic": "strict",

@@ -91,8 +91,9 @@ def build_index(model: str | Path, corpus_dir: str | Path, target: IndexTarget, 
     if batch_size < 1:
         raise at_option("--batch-size", "must be at least 1")
     local = target.backend == "local"
-    if local and layout is not None and layout != Layout():
-        raise at_option("--mapping", "--mapping, --two-phase and --seismic need --backend opensearch")
+    if local and layout is not None:
+        raise at_option("--mapping", "--mapping, --two-phase, --seismic, --primary-shards and --replicas "
+                                     "need --backend opensearch")
     sharded = resolve_shard(shard)
     corpus_path = Path(corpus_dir)
     corpus_file = corpus_path / "corpus.jsonl" if corpus_path.is_dir() else corpus_path
