@@ -33,8 +33,7 @@ class WriterLock:
 
         if self._handle is not None:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        handle = self._open()
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -49,6 +48,16 @@ class WriterLock:
         handle.flush()
         self._handle = handle
         return self
+
+    def _open(self) -> IO[str]:
+        """Open (creating) the lock file; retried while another process moves the folder away."""
+        for _ in range(100):
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                return open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+            except (FileExistsError, FileNotFoundError):  # the folder vanished between the two steps
+                continue
+        raise SpladeError(f"{self.folder}: kept vanishing while taking its lock")
 
     def release(self) -> None:
         """Give the lock up (closing the file releases the `flock`)."""

@@ -146,8 +146,8 @@ class FolderLedger:
         try:
             if self.marker(self.shard.index) is None:  # written before this call: gone means finished
                 yield FINISHED, []
-                if [p.name for p in self.folder.iterdir()] == ["LOCK"]:  # taking the lock made it again
-                    shutil.rmtree(self.folder, ignore_errors=True)
+                if self.folder.is_dir() and [p.name for p in self.folder.iterdir()] == ["LOCK"]:
+                    shutil.rmtree(self.folder, ignore_errors=True)  # taking the lock made it again
                 return
             markers = [self.marker(i) for i in range(self.shard.count)]
             missing = [i for i, m in enumerate(markers) if m is None]
