@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPLADE := $(BIN)/splade
 OUT    ?= outputs
 
-.PHONY: setup quickstart test lint bench opensearch-up opensearch-down
+.PHONY: setup quickstart test lint bench opensearch-up opensearch-down up down index eval
 # The guide's per-version targets (train-v22, train-v22-bg, logs-v22, tensorboard-v22, and the same for
 # v23) are pattern rules below; make ignores pattern rules for .PHONY targets, so they are not listed.
 
@@ -51,3 +51,27 @@ opensearch-up:  ## OpenSearch with the neural-search and nori plugins (needs Doc
 
 opensearch-down:
 	docker compose down
+
+# The stack of docker-compose.yml: OpenSearch (+ nori) and the GPU application image `app`. `index` and `eval`
+# run in `app` under torchrun, one process per GPU (GPUS); every process encodes its share of the corpus.
+COMPOSE ?= docker compose
+GPUS    ?= 1
+MODEL   ?= models/splade-v23
+CORPUS  ?= data/beir/msmarco-ko
+INDEX   ?= msmarco-ko
+DATASET ?= $(CORPUS)
+REPORT  ?= $(OUT)/report
+RUN_APP := $(COMPOSE) --profile app run --rm --entrypoint torchrun app --standalone --nproc_per_node $(GPUS) -m splade
+
+up:  ## build the images, start OpenSearch and wait until it is healthy
+	$(COMPOSE) --profile app build
+	$(COMPOSE) up -d --wait opensearch
+
+down:  ## stop the stack (the index data volume stays; `docker compose down -v` removes it)
+	$(COMPOSE) --profile app down
+
+index:  ## encode CORPUS with MODEL on GPUS GPUs into the OpenSearch alias INDEX
+	$(RUN_APP) index --model $(MODEL) --corpus $(CORPUS) --index $(INDEX) --backend opensearch
+
+eval:  ## evaluate MODEL on DATASET through OpenSearch against BM25, report in REPORT
+	$(RUN_APP) eval --dataset $(DATASET) --splade $(MODEL) --backend opensearch --out $(REPORT)

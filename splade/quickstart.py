@@ -50,6 +50,7 @@ def quickstart_config(out_dir: Path, model: str, sample: Path, overrides: list[s
         f"data.train_files=[{sample / 'train.jsonl'}]",
         f"data.val_files=[{sample / 'val.jsonl'}]",
         f"output.dir={out_dir / 'train'}",
+        f"data.cache_dir={out_dir / 'cache'}",  # never inside the installed package, beside the sample
     ]
     return load_config(QUICKSTART_CONFIG, [*paths, *overrides])
 

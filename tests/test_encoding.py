@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from splade.encoders.onnx_backend import OnnxEncoder, pick_variant
 from splade.encoders.providers import CPU, CUDA, TRT, provider_names, select_providers, uses_gpu
 from splade.encoders.torch_backend import TorchEncoder
 from splade.errors import SpladeError
+from splade.sparse import SparseBatch
 
 TEXTS = ["당뇨병 치료 방법", "diabetes mellitus treatment and prevention of complications in adults",
          "서울", "neural sparse retrieval model", "커피는 건강에 좋다 coffee is good for health"]
@@ -90,6 +92,39 @@ def test_onnx_on_cpu_says_so_and_does_not_bind_io(onnx_dir):
     assert encoder.providers == [CPU]
     assert not encoder.use_io_binding
     assert "CPU" in encoder.device_description and "model.onnx" in encoder.device_description
+
+
+def test_a_cuda_provider_that_cannot_start_falls_back_to_the_cpu_with_one_warning(onnx_dir, caplog):
+    """This onnxruntime is a CPU build. Told that the CUDA provider is installed, the session starts
+    without it, as on a machine where onnxruntime-gpu finds no usable GPU: the encoder warns in one line and
+    runs the fp32 graph on the CPU (not the fp16 one meant for the GPU); asking for cuda is an error."""
+    with caplog.at_level(logging.WARNING, logger="splade.encoders.onnx_backend"):
+        encoder = OnnxEncoder(onnx_dir, available_providers=[CUDA, CPU])
+    assert encoder.providers == [CPU] and not encoder.use_io_binding
+    assert encoder.model_path.name == "model.onnx"
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "splade.encoders.onnx_backend"]
+    assert "CUDA provider could not start" in warning and "encoding on the CPU" in warning
+    assert "\n" not in warning
+    expected = OnnxEncoder(onnx_dir, device="cpu").encode(TEXTS).to_dense()
+    np.testing.assert_array_equal(encoder.encode(TEXTS).to_dense(), expected)
+    with pytest.raises(SpladeError, match="^--device: cuda asked for, but onnxruntime's CUDA provider could "
+                                          "not start"):
+        OnnxEncoder(onnx_dir, device="cuda", available_providers=[CUDA, CPU])
+
+
+def test_encoding_a_corpus_whole_or_in_window_aligned_parts_gives_the_same_vectors(tiny_model_dir):
+    """Texts are batched within windows of ENCODE_WINDOW: shards cut at whole windows encode bit for bit
+    what one process encodes (the batches and their padding are the same)."""
+    from splade.windows import ENCODE_WINDOW
+
+    encoder = TorchEncoder(tiny_model_dir, device="cpu")
+    texts = [f"{TEXTS[i % len(TEXTS)]} {' '.join(['서울'] * (i % 17))}" for i in range(ENCODE_WINDOW + 40)]
+    whole = encoder.encode(texts, batch_size=64)
+    parts = [encoder.encode(texts[:ENCODE_WINDOW], batch_size=64), encoder.encode(texts[ENCODE_WINDOW:],
+                                                                                    batch_size=64)]
+    for got, want in zip(SparseBatch.concat(parts).rows(), whole.rows(), strict=True):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_backends_agree_and_share_vocabulary(onnx_dir, tiny_model_dir):

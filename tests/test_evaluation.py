@@ -242,7 +242,7 @@ def test_splade_through_opensearch_matches_local(two_sets: list[Path], tiny_mode
 def test_cli_shows_one_progress_bar_per_stage(two_sets: list[Path], tiny_model_dir: Path,
                                               tmp_path: Path) -> None:
     """Model loading and Kiwi print no bars of their own: each system shows one for documents, one for
-    queries."""
+    queries and one for searching."""
     import re
 
     proc = subprocess.run([sys.executable, "-m", "splade", "eval", "--dataset", str(two_sets[0]),
@@ -250,5 +250,6 @@ def test_cli_shows_one_progress_bar_per_stage(two_sets: list[Path], tiny_model_d
                            "--out", str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     bars = set(re.findall(r"(?:^|[\r\n])([^\r\n:|]+):\s+\d+%\|", proc.stderr))
-    assert bars == {"bm25 documents", "bm25 queries", "tiny documents", "tiny queries"}, proc.stderr
+    expected = {"bm25 documents", "bm25 queries", "tiny documents", "tiny queries", "tiny search"}
+    assert bars == expected, proc.stderr
     assert "Loading weights" not in proc.stderr and "LOAD REPORT" not in proc.stderr

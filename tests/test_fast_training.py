@@ -239,7 +239,7 @@ def test_lexical_start_makes_a_text_start_from_its_own_tokens(tiny_model_dir: Pa
     report = lexical_start(model, TINY_TEXTS, keep_own=0.9)
     after = model.encode([text])[0]
     active = set(torch.nonzero(after).flatten().tolist())
-    assert report.own_token_top1 > 0.5 and report.own_terms_active >= 0.8
-    assert len(own & active) >= len(own) - 1 and len(active) < (before > 0).sum()
+    assert report.own_token_top1 > 0.5 and report.own_terms_active >= 0.8, report
+    assert len(own & active) >= len(own) - 1 and len(active) < (before > 0).sum(), (own, active)
     trainer = _trainer(tmp_path, tiny_model_dir, "model.init=lexical", "model.lexical_keep=0.9")
     assert trainer.lexical.own_terms_active >= 0.8 and "lexical start" in trainer.setup_seconds

@@ -267,7 +267,7 @@ def test_cli_index_then_search(tmp_path: Path, tiny_model_dir: Path, monkeypatch
 
     many = write_beir(tmp_path / "many", [f"extra document {i}" for i in range(30)])
     monkeypatch.setattr(LocalSparseIndex, "add", failing_add)
-    monkeypatch.setattr("splade.indexer.pipeline.ENCODE_CHUNK", 10)
+    monkeypatch.setattr("splade.indexer.corpus.ENCODE_CHUNK", 10)
     with pytest.raises(OSError, match="disk full"):
         build_index(append.model_copy(update={"corpus": many}), show_progress=False)
     monkeypatch.undo()

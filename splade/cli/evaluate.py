@@ -11,6 +11,7 @@ from splade.config.evaluate import EvalConfig
 from splade.config.opensearch import OpenSearchSettings
 
 SYSTEMS = "Systems"
+OPENSEARCH = "OpenSearch layouts (with --backend opensearch)"
 _default = EvalConfig.default
 
 
@@ -56,6 +57,19 @@ def evaluate(
     alpha: float = typer.Option(_default("alpha"), help="Significance level (after Holm's correction)."),
     trials: int = typer.Option(_default("trials"), help="Randomization-test trials."),
     seed: int = typer.Option(_default("seed"), help="Seed of the query sample and the randomization test."),
+    mapping: list[str] = typer.Option(
+        _default("mappings"), "--mapping", help="OpenSearch layout to evaluate each SPLADE model in: "
+        "rank_features (exact) or sparse_vector (SEISMIC, 3.3+); repeat for one column each.",
+        rich_help_panel=OPENSEARCH),
+    two_phase: bool = typer.Option(
+        False, "--two-phase", help="Also search rank_features through the neural_sparse two-phase pipeline "
+        "(a column of its own).", rich_help_panel=OPENSEARCH),
+    seismic: list[str] = typer.Option(
+        [], "--seismic", help="SEISMIC parameter KEY=VALUE for the sparse_vector column; repeatable.",
+        rich_help_panel=OPENSEARCH),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Encode only share I of N of the SPLADE documents (I/N; torchrun sets it); the "
+        "last shard to finish evaluates. Shards meet in OUT.shards."),
     opensearch: OpenSearchSettings | None = None,
 ) -> None:
     """Compare SPLADE with BM25 and dense retrieval: NDCG@10, MRR@10, Recall@100/1000, significance, costs.
@@ -75,8 +89,12 @@ def evaluate(
         dense_max_length=dense_max_length, backend=backend, opensearch=opensearch,
         encoder_backend=encoder_backend, device=device, batch_size=batch_size, doc_top_k=doc_top_k,
         max_queries=max_queries, top_k=top_k, alpha=alpha, trials=trials, seed=seed, show_progress=True,
+        mappings=list(mapping), two_phase=two_phase, seismic=list(seismic), shard=shard,
+        shard_dir=out.parent / f"{out.name}.shards",
     )
     result = run_evaluation(config, log=lambda message: console.print(f"[dim]•[/dim] {message}"))
+    if result is None:  # a shard that left the evaluation to the last one
+        return
     report = write_report(result, out)
     from splade.evaluation.report import summary_table
 

@@ -27,6 +27,25 @@ Format = Annotated[str, typer.Option(
     "(`1 Q0 DOC_ID RANK SCORE RUN` lines).")]
 FORMATS = ("table", "json", "trec")
 _index, _search = IndexConfig.default, SearchConfig.default
+SCALE = "Scale-out"
+Shard = Annotated[str | None, typer.Option(
+    "--shard", help="Encode only share I of N (I/N, e.g. 0/4; torchrun sets it from RANK/WORLD_SIZE); "
+    "the last shard to finish publishes the whole index.", rich_help_panel=SCALE)]
+Mapping = Annotated[str | None, typer.Option(
+    "--mapping", help="OpenSearch vector field: rank_features (exact; default) or sparse_vector (SEISMIC, "
+    "OpenSearch 3.3+).", rich_help_panel=SCALE)]
+TwoPhase = Annotated[bool, typer.Option(
+    "--two-phase", help="Search the rank_features index through a neural_sparse two-phase pipeline "
+    "(OpenSearch 2.15+).", rich_help_panel=SCALE)]
+Seismic = Annotated[list[str] | None, typer.Option(
+    "--seismic", help="SEISMIC parameter KEY=VALUE for sparse_vector (n_postings, cluster_ratio, "
+    "summary_prune_ratio, approximate_threshold, quantization_ceiling_search, quantization_ceiling_ingest, "
+    "top_n, heap_factor); repeatable.", rich_help_panel=SCALE)]
+PrimaryShards = Annotated[int, typer.Option(
+    "--primary-shards", help="Primary shards of a new OpenSearch index (spread over the data nodes).",
+    rich_help_panel=SCALE)]
+Replicas = Annotated[int, typer.Option(
+    "--replicas", help="Replicas of each primary shard of a new OpenSearch index.", rich_help_panel=SCALE)]
 
 
 def print_hits(query: str, hits: list[tuple[str, float, str | None]], output_format: str,
@@ -85,6 +104,8 @@ def register(app: typer.Typer) -> None:
             "keep-last.")] = _index("duplicate_ids"),
         device: Device = None,
         query_mode: QueryMode = _index("query_mode"),
+        shard: Shard = None, mapping: Mapping = None, two_phase: TwoPhase = False, seismic: Seismic = None,
+        primary_shards: PrimaryShards = _index("primary_shards"), replicas: Replicas = _index("replicas"),
         opensearch: OpenSearchSettings | None = None,
     ) -> None:
         """Encode a corpus and index it; a rebuild replaces the live index only once it is complete."""
@@ -94,13 +115,15 @@ def register(app: typer.Typer) -> None:
 
         config = IndexConfig(model=model, corpus=corpus, index=index, backend=backend, opensearch=opensearch,
                              query_mode=query_mode, top_k_doc=top_k_doc, threshold=threshold,
-                             batch_size=batch_size, append=append, duplicate_ids=duplicate_ids, device=device)
+                             batch_size=batch_size, append=append, duplicate_ids=duplicate_ids, device=device,
+                             shard=shard, mapping=mapping, two_phase=two_phase, seismic=seismic or [],
+                             primary_shards=primary_shards, replicas=replicas)
         summary = build_index(config)
         console = Console(stderr=True, soft_wrap=True)
         for note in summary["notes"]:
             console.print(note, markup=False)
-        console.print(f"indexed {summary['documents']} documents into the {summary['backend']} "
-                      f"index {summary['index']} ({summary['device']})")
+        console.print(summary.get("message") or f"indexed {summary['documents']} documents into the "
+                      f"{summary['backend']} index {summary['index']} ({summary['device']})", markup=False)
 
     @app.command("search")
     @opensearch_options

@@ -38,6 +38,11 @@ class EvalConfig(OptionsModel):
     device: str | None = None
     batch_size: int = Field(default=32, ge=1)
     doc_top_k: int | None = Field(default=None, ge=1)  # SPLADE document pruning (None: every positive weight)
+    mappings: list[str] = Field(default_factory=lambda: ["rank_features"])  # OpenSearch layouts to compare
+    two_phase: bool = False  # also search rank_features through the two-phase pipeline (OpenSearch)
+    seismic: list[str] = Field(default_factory=list)  # SEISMIC KEY=VALUE for the sparse_vector layout
+    shard: str | None = None  # "i/n": encode this share of every corpus (torchrun: RANK/WORLD_SIZE)
+    shard_dir: Path | None = None  # where the shards of a sharded evaluation meet (shared by all of them)
     max_queries: int | None = Field(default=None, ge=1)
     top_k: int = Field(default=1000, ge=1)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)

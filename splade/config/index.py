@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from splade.config.loading import OptionsModel
 from splade.config.opensearch import OpenSearchSettings, settings_from_env
+
+if TYPE_CHECKING:
+    from splade.indexer.layouts import Layout
 
 Backend = Literal["local", "opensearch"]
 QueryMode = Literal["auto", "neural_sparse", "rank_feature"]
@@ -39,6 +42,22 @@ class IndexConfig(IndexTarget):
     append: bool = False  # add to the existing index (same model and pruning) instead of rebuilding
     duplicate_ids: Literal["error", "keep-first", "keep-last"] = "error"  # a corpus _id on two lines
     device: str | None = None  # encoder device (default: the best there is)
+    shard: str | None = None  # "i/n": encode only this share (torchrun's RANK/WORLD_SIZE when not given)
+    # OpenSearch layout of a new index: field type, two-phase pipeline, SEISMIC parameters, shards
+    mapping: Literal["rank_features", "sparse_vector"] | None = None
+    two_phase: bool = False
+    seismic: list[str] = Field(default_factory=list)  # KEY=VALUE
+    primary_shards: int = Field(default=1, ge=1)
+    replicas: int = Field(default=0, ge=0)
+
+    def layout(self) -> Layout | None:
+        """The OpenSearch layout asked for (None: the default `rank_features` one)."""
+        from splade.indexer.layouts import Layout
+
+        if not (self.mapping or self.two_phase or self.seismic or self.primary_shards != 1 or self.replicas):
+            return None
+        return Layout.build(self.mapping or "rank_features", self.two_phase, self.seismic,
+                            self.primary_shards, self.replicas)
 
 
 class SearchConfig(IndexTarget):

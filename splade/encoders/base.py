@@ -18,6 +18,7 @@ from splade.model.artifact import Similarity, vocabulary_hash
 from splade.model.tokenization import TextTokenizer
 from splade.sparse import SparseBatch
 from splade.tokens import token_names
+from splade.windows import ENCODE_WINDOW
 
 
 class Encoder(ABC):
@@ -69,21 +70,36 @@ class Encoder(ABC):
         show_progress: bool = False,
         desc: str = "encoding",
     ) -> SparseBatch:
-        """Encode `texts` in length-sorted batches; keep weights above `threshold`, at most `top_k` a row."""
+        """Encode `texts`; keep weights above `threshold`, at most `top_k` a row.
+
+        Texts are taken `ENCODE_WINDOW` at a time, tokenized and sorted by length within the window and
+        encoded in batches: a text's vector depends only on its window, so encoding a corpus whole or in
+        window-aligned shards gives the same vectors, bit for bit.
+        """
         texts = list(texts)
         if not texts:
             return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
                                self.vocab_size)
+        parts: list[SparseBatch] = []
+        with tqdm(total=len(texts), desc=desc, disable=not show_progress, unit="text") as bar:
+            for start in range(0, len(texts), ENCODE_WINDOW):
+                window = texts[start:start + ENCODE_WINDOW]
+                parts.append(self._encode_window(window, batch_size, top_k, threshold, max_length, bar))
+        return SparseBatch.concat(parts)
+
+    def _encode_window(self, texts: list[str], batch_size: int, top_k: int | None, threshold: float,
+                       max_length: int | None, bar: tqdm) -> SparseBatch:
+        """One window of texts in length-sorted batches, returned in input order."""
         encoded = self.text_tokenizer.encode(texts, max_length or self.max_length)
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
         parts: list[SparseBatch] = []
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc=desc, disable=not show_progress, unit="batch"):
+        for start in range(0, len(texts), batch_size):
             ids, mask = self.text_tokenizer.pad([encoded[i] for i in order[start:start + batch_size]])
             dense = self._encode_batch(ids, mask)
             if self.similarity == "cosine":  # the model was trained to score by cosine: serve unit vectors
                 dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
             parts.append(SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold))
+            bar.update(len(ids))
         merged = SparseBatch.concat(parts)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))

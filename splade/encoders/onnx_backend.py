@@ -1,7 +1,13 @@
-"""The ONNX Runtime backend of `Encoder`: CUDA (TensorRT when present) with IO binding on a GPU, else CPU."""
+"""The ONNX Runtime backend of `Encoder`: CUDA (TensorRT when present) with IO binding on a GPU, else CPU.
+
+When the CUDA provider is installed but cannot start (no GPU, driver or CUDA libraries), the encoder
+falls back to the CPU provider and the fp32 graph with a one-line warning; `device="cuda"` makes that
+an error instead.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,9 +16,11 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from splade.encoders.base import Encoder
-from splade.encoders.providers import ProviderSpec, provider_names, select_providers, uses_gpu
+from splade.encoders.providers import CPU, CUDA, ProviderSpec, provider_names, select_providers, uses_gpu
 from splade.errors import SpladeError, at_option, first_line
 from splade.model.artifact import ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME, ONNX_VARIANT_FILES, SpladeArtifact
+
+log = logging.getLogger(__name__)
 
 
 def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: int | None = None):
@@ -51,17 +59,19 @@ class OnnxEncoder(Encoder):
     backend = "onnx"
 
     def __init__(self, path: str | Path, device: str | None = None, max_length: int | None = None,
-                 variant: str = "auto", threads: int | None = None) -> None:
+                 variant: str = "auto", threads: int | None = None,
+                 available_providers: Sequence[str] | None = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         folder = path.parent if path.suffix == ".onnx" else path
         if not folder.is_dir():
             raise SpladeError(f"{folder}: no exported model folder")
-        wanted = select_providers(ort.get_available_providers(), device,
-                                  trt_cache_dir=folder / ".trt_cache")
-        model_path = path if path.suffix == ".onnx" else pick_variant(folder, variant, uses_gpu(
-            provider_names(wanted)))
+        available = ort.get_available_providers() if available_providers is None else available_providers
+        wanted = select_providers(available, device, trt_cache_dir=folder / ".trt_cache")
+        if device in (None, "auto") and CUDA not in available and _torch_sees_gpu():
+            log.warning("a GPU is present but this onnxruntime has no CUDA provider "
+                        "(pip install onnxruntime-gpu); encoding on the CPU")
         artifact = SpladeArtifact.read(folder) or SpladeArtifact()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -69,11 +79,25 @@ class OnnxEncoder(Encoder):
             raise SpladeError(f"{folder}: cannot load the tokenizer ({first_line(exc)})") from None
         model_id = artifact.model_id or str(folder)  # the source checkpoint's identity (see export)
         super().__init__(tokenizer, max_length or artifact.max_length, model_id, artifact.similarity)
-        self.model_path = model_path
-        self.session = make_session(model_path, wanted, threads or _default_threads())
+        threads = threads or _default_threads()
+        self._open(path, folder, variant, wanted, threads)
+        if uses_gpu(provider_names(wanted)) and not self.use_io_binding:
+            if device not in (None, "auto"):
+                raise at_option("--device", f"{device} asked for, but onnxruntime's CUDA provider could not "
+                                            "start (check the GPU driver and the CUDA and cuDNN libraries)")
+            log.warning("onnxruntime's CUDA provider could not start (no usable GPU, driver or CUDA "
+                        "libraries); encoding on the CPU")
+            self._open(path, folder, variant, [CPU], threads)
+        self._device_id = _device_id(wanted)
+
+    def _open(self, path: Path, folder: Path, variant: str, providers: Sequence[ProviderSpec],
+              threads: int | None) -> None:
+        """Start a session on `providers` with the graph variant that suits them."""
+        gpu = uses_gpu(provider_names(providers))
+        self.model_path = path if path.suffix == ".onnx" else pick_variant(folder, variant, gpu)
+        self.session = make_session(self.model_path, providers, threads)
         self.providers: list[str] = self.session.get_providers()
         self.use_io_binding = uses_gpu(self.providers)
-        self._device_id = _device_id(wanted)
 
     @property
     def device_description(self) -> str:
@@ -110,6 +134,14 @@ def _device_id(providers: Sequence[ProviderSpec]) -> int:
         if not isinstance(spec, str):
             return int(spec[1].get("device_id", 0))
     return 0
+
+
+def _torch_sees_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _default_threads() -> int | None:

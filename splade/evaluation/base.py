@@ -33,6 +33,7 @@ class SearchOutput:
     search_s: float
     avg_query_terms: float
     flops: float | None  # expected multiply-adds per query-document pair
+    latencies_ms: list[float] | None = None  # each query's search alone, where the system measures it
 
 
 class RetrievalSystem(ABC):

@@ -85,7 +85,8 @@ def _metric_cell(dataset: DatasetResult, system: str, metric: str, value: float,
 def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
     marks = _baseline_marks(result)
     header = ["system"] + [METRIC_LABELS[m] for m in METRICS] + [
-        "q terms", "d terms", "FLOPS", "index", "build index", "encode queries", "search", "QPS"]
+        "q terms", "d terms", "FLOPS", "index", "build index", "encode queries", "search", "QPS",
+        "p50 ms", "p99 ms"]
     rows = []
     for system in dataset.systems:
         e = system.efficiency
@@ -95,8 +96,14 @@ def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
                               for m in METRICS] + [
             f"{e['avg_query_terms']:.1f}", f"{e['avg_doc_terms']:.1f}", _number(e["flops"]),
             _bytes(e["index_bytes"]), _seconds(e["doc_encode_s"] + e["index_s"]),
-            _seconds(e["query_encode_s"]), _seconds(e["search_s"]), f"{e['qps']:.1f}"])
+            _seconds(e["query_encode_s"]), _seconds(e["search_s"]), f"{e['qps']:.1f}",
+            _millis(e.get("p50_ms")), _millis(e.get("p99_ms"))])
     return header, rows
+
+
+def _millis(value: float | None) -> str:
+    """A per-query latency; "-" for systems that do not measure one."""
+    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
 def significance_table(dataset: DatasetResult) -> Table:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from splade.config.evaluate import EvalConfig
 from splade.data.beir import BeirDataset, Document, load_beir
 from splade.data.build import normalize
@@ -18,6 +20,7 @@ from splade.errors import SpladeError
 from splade.evaluation.base import RetrievalSystem
 from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
 from splade.evaluation.significance import Comparison, apply_holm, compare
+from splade.indexer.sharding import resolve_shard
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +103,32 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
                                    device=config.device))
     if config.bm25_whitespace:
         systems.append(BM25System("bm25-whitespace", "whitespace", baseline=False))
+    layouts = opensearch_layouts(config)
     for name, path in config.splade:
-        systems.append(SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
-                                    encoder_backend=config.encoder_backend, device=config.device,
-                                    batch_size=config.batch_size, doc_top_k=config.doc_top_k))
+        system = SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
+                              encoder_backend=config.encoder_backend, device=config.device,
+                              batch_size=config.batch_size, doc_top_k=config.doc_top_k, layout=layouts[0])
+        systems += [system] + [system.variant(f"{name}.{layout.name}", layout) for layout in layouts[1:]]
+        if len(layouts) > 1:
+            system.name = f"{name}.{layouts[0].name}"
     return systems
+
+
+def opensearch_layouts(config: EvalConfig) -> list[Any]:
+    """The OpenSearch layouts each SPLADE model is evaluated in (one column each); [None] for local."""
+    from splade.indexer.layouts import Layout
+
+    if config.backend != "opensearch":
+        if config.mappings != ["rank_features"] or config.two_phase or config.seismic:
+            raise SpladeError("--mapping, --two-phase and --seismic need --backend opensearch")
+        return [None]
+    if not config.mappings:
+        raise SpladeError("--mapping: give at least one of rank_features, sparse_vector")
+    layouts = [Layout.build(m, seismic=config.seismic if m == "sparse_vector" else ()) for m in
+               dict.fromkeys(config.mappings)]
+    if config.seismic and all(layout.mapping != "sparse_vector" for layout in layouts):
+        raise SpladeError("--seismic: SEISMIC parameters need --mapping sparse_vector")
+    return layouts + ([Layout.build(two_phase=True)] if config.two_phase else [])
 
 
 def load_datasets(config: EvalConfig) -> list[BeirDataset]:
@@ -171,20 +195,39 @@ def _corpus_groups(datasets: Sequence[BeirDataset], merged: bool):
     yield "merged", documents, members
 
 
-def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info) -> EvalResult:
-    """Evaluate every configured system on every dataset; `write_report` turns the result into files."""
+def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info) -> EvalResult | None:
+    """Evaluate every configured system on every dataset; `write_report` turns the result into files.
+
+    Sharded (`config.shard`, or torchrun's RANK/WORLD_SIZE), each process encodes its share of the SPLADE
+    documents (`splade.evaluation.sharded`); only the last one to finish evaluates, the others return None.
+    """
+    from splade.evaluation.systems import SpladeSystem
+
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     datasets = load_datasets(config)
+    groups = list(_corpus_groups(datasets, config.merged_corpus))
+    shard = resolve_shard(config.shard)
+    encoded = None
+    if shard is not None:
+        from splade.evaluation.sharded import EncodingJob, encode_share
+
+        job = EncodingJob(config.splade, config.shard_dir, config.encoder_backend, config.device,
+                          config.batch_size, config.doc_top_k, config.show_progress)
+        encoded = encode_share(job, shard, [documents for _, documents, _ in groups], log)
+        if encoded is None:
+            return None
     systems = build_systems(config)
     results: dict[str, DatasetResult] = {}  # in the order of --dataset (groups follow it)
     try:
-        for label, documents, members in _corpus_groups(datasets, config.merged_corpus):
+        for number, (label, documents, members) in enumerate(groups):
             group: dict[str, DatasetResult] = {}
             for dataset, _, _ in members:
                 n_queries = len(sample_queries(dataset, config.max_queries, config.seed))
                 group[dataset.name] = DatasetResult(dataset.name, config.split, n_queries, len(documents),
                                                     "merged" if config.merged_corpus else "own")
             for system in systems:
+                if encoded is not None and isinstance(system, SpladeSystem):
+                    system.preload(documents, *encoded[(number, system.spec_name)])
                 log(f"{system.name}: indexing {len(documents):,} documents of {label}")
                 system.index(documents, show_progress=config.show_progress)
                 for dataset, qrels, excluded in members:
@@ -240,9 +283,15 @@ def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, s
         "index_bytes": float(system.index_bytes), "doc_encode_s": system.doc_encode_s,
         "index_s": system.index_s, "query_encode_s": output.query_encode_s, "search_s": output.search_s,
         "qps": len(queries) / max(output.query_encode_s + output.search_s, 1e-9),
+        "p50_ms": _percentile(output.latencies_ms, 50), "p99_ms": _percentile(output.latencies_ms, 99),
     }
     return SystemResult(system.name, system.kind, system.description, system.baseline,
                         mean_scores(per_query), per_query, output.run, efficiency)
+
+
+def _percentile(values: list[float] | None, q: float) -> float:
+    """The q-th percentile of per-query latencies (NaN where the system does not measure them)."""
+    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def _compare(result: DatasetResult, config: EvalConfig) -> list[Comparison]:

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from splade.data.beir import Document
 from splade.errors import SpladeError
 from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
+from splade.indexer.layouts import Layout
 from splade.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "opensearch")
 ADD_CHUNK = 512  # documents per `SparseIndex.add` call (bounded bulk requests for OpenSearch)
-SEARCH_CHUNK = 64  # queries per `SparseIndex.search` call
 
 
 class SpladeSystem(RetrievalSystem):
-    """A SPLADE checkpoint or ONNX export, searched exactly through the embedded index or OpenSearch."""
+    """A SPLADE checkpoint or ONNX export, searched through the embedded index (exact) or OpenSearch (laid
+    out as `layout` says). `variant` makes a system for another OpenSearch layout of the same model: it
+    shares the encoder and the encoded documents, so a corpus is encoded once per model."""
 
     kind = "splade"
 
     def __init__(self, name: str, model_path: str | Path, backend: str = "local",
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, layout: Any | None = None) -> None:
         from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
@@ -39,17 +45,25 @@ class SpladeSystem(RetrievalSystem):
         if not model_path.is_dir():
             raise SpladeError(f"--splade: model folder {model_path} not found")
         super().__init__(name)
-        self.model_path, self.backend, self.opensearch = model_path, backend, opensearch
+        self.spec_name = name  # the name given to this model (variants add their layout to `name`)
+        self.model_path, self.backend, self.opensearch, self.layout = model_path, backend, opensearch, layout
         self.encoder = load_encoder(model_path, backend=encoder_backend, device=device, max_length=max_length)
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
         self._index = None
         self._tmp: Path | None = None
         self._doc_vectors: SparseBatch | None = None
         self._generation = 0
+        self._encoded: dict[str, tuple[SparseBatch, float]] = {}  # corpus key -> vectors, seconds (shared)
+
+    def variant(self, name: str, layout: Any) -> SpladeSystem:
+        """The same model and encoded documents, indexed in OpenSearch with another layout."""
+        other = copy.copy(self)
+        other.name, other.layout, other._index, other._tmp, other._generation = name, layout, None, None, 0
+        return other
 
     @property
     def description(self) -> str:
-        where = "embedded index" if self.backend == "local" else "OpenSearch rank_features"
+        where = "embedded index" if self.backend == "local" else (self.layout or Layout()).description
         return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
 
     def _metadata(self):
@@ -72,7 +86,7 @@ class SpladeSystem(RetrievalSystem):
         settings = self.opensearch or OpenSearchSettings.from_env()
         alias = f"splade-eval-{_slug(self.name)}-{self._generation}"
         index = OpenSearchSparseIndex.connect(settings, alias, self.encoder.id_to_token, self._metadata(),
-                                              must_exist=False, check_existing=False)
+                                              must_exist=False, check_existing=False, layout=self.layout)
         for stale in index.remove_stale_builds():
             log.warning("removed stale build index %r (left by an interrupted evaluation)", stale)
         return index
@@ -82,12 +96,26 @@ class SpladeSystem(RetrievalSystem):
             rows = range(start, min(start + ADD_CHUNK, len(documents)))
             self._index.add([documents[r].doc_id for r in rows], vectors.select(rows))
 
+    def preload(self, documents: Sequence[Document], vectors: SparseBatch, seconds: float) -> None:
+        """Use `vectors` (encoded elsewhere, e.g. by the shards of a sharded evaluation) for `documents`."""
+        self._encoded.clear()
+        self._encoded[corpus_key(documents)] = (vectors, seconds)
+
+    def encode_documents(self, documents: Sequence[Document], show_progress: bool = False) -> SparseBatch:
+        """The documents' vectors (title + text, pruned as configured)."""
+        return self.encoder.encode([d.full_text for d in documents], batch_size=self.batch_size,
+                                   top_k=self.doc_top_k, threshold=self.threshold,
+                                   show_progress=show_progress, desc=f"{self.name} documents")
+
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         self.close()
-        with stopwatch() as encode_time:
-            vectors = self.encoder.encode([d.full_text for d in documents], batch_size=self.batch_size,
-                                          top_k=self.doc_top_k, threshold=self.threshold,
-                                          show_progress=show_progress, desc=f"{self.name} documents")
+        key = corpus_key(documents)
+        if key not in self._encoded:  # variants of this model share the encoded corpus
+            with stopwatch() as encode_time:
+                vectors = self.encode_documents(documents, show_progress)
+            self._encoded.clear()
+            self._encoded[key] = (vectors, encode_time[0])
+        vectors, self.doc_encode_s = self._encoded[key]
         with stopwatch() as index_time:
             self._index = self._new_index()
             if self.backend == "local":
@@ -96,25 +124,27 @@ class SpladeSystem(RetrievalSystem):
             else:  # a new concrete index behind the alias, count-checked before the alias moves to it
                 with self._index.rebuild():
                     self._load(documents, vectors)
-        self.doc_encode_s, self.index_s = encode_time[0], index_time[0]
+        self.index_s = index_time[0]
         self._doc_vectors = vectors
 
     def search(self, queries: dict[str, str], top_k: int, show_progress: bool = False) -> SearchOutput:
+        """Queries are encoded together, then searched one at a time: `latencies_ms` holds each search's time
+        as a user would see it (for OpenSearch: the request, the cluster's work and the answer)."""
         if self._index is None or self._doc_vectors is None:
             raise RuntimeError("index() a corpus before searching")
         qids = list(queries)
         with stopwatch() as encode_time:
             vectors = self.encoder.encode([queries[q] for q in qids], batch_size=self.batch_size,
                                           show_progress=show_progress, desc=f"{self.name} queries")
-        run = {}
+        run, latencies = {}, []
         with stopwatch() as search_time:
-            for start in range(0, len(qids), SEARCH_CHUNK):
-                rows = range(start, min(start + SEARCH_CHUNK, len(qids)))
-                hits = self._index.search(vectors.select(rows), top_k=top_k)
-                for r, found in zip(rows, hits, strict=True):
-                    run[qids[r]] = {doc_id: float(score) for doc_id, score in found}
+            for r in tqdm(range(len(qids)), desc=f"{self.name} search", disable=not show_progress, unit="q"):
+                start = time.perf_counter()
+                [found] = self._index.search(vectors.select([r]), top_k=top_k)
+                latencies.append((time.perf_counter() - start) * 1000.0)
+                run[qids[r]] = {doc_id: float(score) for doc_id, score in found}
         return SearchOutput(run, encode_time[0], search_time[0], average_terms(vectors),
-                            flops(vectors, self._doc_vectors))
+                            flops(vectors, self._doc_vectors), latencies)
 
     @property
     def avg_doc_terms(self) -> float:
@@ -133,6 +163,13 @@ class SpladeSystem(RetrievalSystem):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def corpus_key(documents: Sequence[Document]) -> str:
+    """Names a corpus by its document ids and texts (which vectors belong to which corpus)."""
+    from splade.indexer.sharding import fingerprint
+
+    return fingerprint(f"{d.doc_id}\t{d.full_text}" for d in documents)
 
 
 def _slug(text: str) -> str:

@@ -9,19 +9,21 @@ Writing takes the folder's writer lock (`splade.indexer.lock`) at the first chan
 killed writer left. `add` buffers documents in memory (searchable at once); `save` writes them as a new
 segment and publishes a new generation; `delete` tombstones; `compact` rewrites everything live into
 one segment; `create(..., overwrite=True)` starts an empty generation that replaces the published one
-only when saved. Re-adding an existing id replaces it.
+only when saved; `adopt` takes in the segments of other published indexes (the parts of a sharded build)
+by hard link. Re-adding an existing id replaces it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from splade.atomic import fsync_dir, recover_dir, remove_leftovers
+from splade.atomic import fsync_dir, fsync_files, recover_dir, remove_leftovers
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
 from splade.indexer.generations import (
@@ -50,6 +52,7 @@ class LocalSparseIndex(SparseIndex):
         self._owns_lock = False
         self._last_number = 0  # highest generation number on disk, known while holding the lock
         self._replacing = False  # an empty generation started by `create`: publish it even if empty
+        self._adopted = False  # segments taken in by `adopt`, published by the next `save`
         self._expected: tuple[IndexMetadata, bool] | None = None  # what `open` checked, for `reload`
         self.recovered: list[str] = []  # what taking the lock removed (a killed writer's files)
         self._use(generation)
@@ -207,7 +210,7 @@ class LocalSparseIndex(SparseIndex):
     def save(self) -> None:
         """Write pending documents as a new segment and changed tombstones, then publish a new generation."""
         dirty = [s for s in self._segments if s.dirty]
-        if not self._pending and not dirty and not self._replacing:
+        if not self._pending and not dirty and not self._replacing and not self._adopted:
             return
         self._begin_write()
         number = self._next_number()
@@ -229,6 +232,34 @@ class LocalSparseIndex(SparseIndex):
                 self._where[doc_id] = (base, row)
         self._pending.clear()
         self._pending_segment = None
+
+    def adopt(self, parts: Sequence[str | Path]) -> int:
+        """Take in the live documents of the published embedded indexes `parts`, in order, replacing
+        documents of the same id; `save` publishes them. Their segment files are hard-linked (copied across
+        file systems), never re-encoded or rewritten. Returns how many documents were taken in."""
+        self._begin_write()
+        if self._pending:
+            raise ValueError("save() the pending documents before adopt()")
+        number, taken = self._next_number(), set()
+        for part in map(Path, parts):
+            generation = read_generation(part)
+            if generation.metadata != self._metadata:
+                raise SpladeError(f"{part}: built with {generation.metadata}, not {self._metadata}")
+            for source in generation.segments:
+                name = f"seg-{number:06d}-{len(self._segments):05d}"
+                _link_files(part / source.name, self.path / name)
+                segment = Segment.read(self.path, dict(source.entry(), name=name, deleted=None))
+                segment.deleted, segment.dirty = source.deleted.copy(), bool(source.deleted.any())
+                for row in np.flatnonzero(~segment.deleted):
+                    doc_id = segment.doc_ids[row]
+                    if doc_id in taken:
+                        raise SpladeError(f"{part}: document {doc_id!r} is also in an earlier part")
+                    taken.add(doc_id)
+                    self._tombstone(doc_id)
+                    self._where[doc_id] = (len(self._segments), int(row))
+                self._segments.append(segment)
+        self._adopted = True
+        return len(taken)
 
     def compact(self) -> None:
         """Rewrite all live documents into one segment (drops tombstoned rows for good)."""
@@ -260,7 +291,7 @@ class LocalSparseIndex(SparseIndex):
         manifest's name."""
         self._manifest = publish(self.path, number, self._metadata, entries)
         self._generation = number
-        self._replacing = False
+        self._replacing = self._adopted = False
         remove_unreferenced(self.path, self._manifest, entries)
         return self._manifest
 
@@ -317,3 +348,33 @@ class LocalSparseIndex(SparseIndex):
             texts = None if where is None else self._segments[where[0]].texts
             out.append(None if texts is None or where is None else texts[where[1]])
         return out
+
+
+def _link_files(source: Path, target: Path) -> None:
+    """Hard-link a segment's files (not its tombstones) into a new folder; copy where links fail."""
+    target.mkdir()
+    for file in sorted(source.iterdir()):
+        if file.name.startswith("deleted-"):
+            continue
+        try:
+            os.link(file, target / file.name)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(file, target / file.name)
+    fsync_files(sorted(target.iterdir()))
+    fsync_dir(target)
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[WriterLock]:
+    """Hold an index folder's writer lock for a whole build (take it before the model loads, so a second
+    writer fails at once); a folder this build created is removed again if nothing was published."""
+    created = not path.exists()
+    lock = WriterLock(path).acquire()
+    try:
+        yield lock
+    except BaseException:
+        if created and not is_index(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        lock.release()

@@ -26,16 +26,16 @@ class WriterLock:
     def held(self) -> bool:
         return self._handle is not None
 
-    def acquire(self) -> WriterLock:
-        """Take the lock (creating the folder); a `SpladeError` names the pid of the writer holding it."""
+    def acquire(self, wait: bool = False) -> WriterLock:
+        """Take the lock (creating the folder); a `SpladeError` names the pid of the writer holding it, or,
+        with `wait`, block until it is free (for holders that keep it briefly)."""
         import fcntl  # POSIX (Linux, macOS)
 
         if self._handle is not None:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        handle = self._open()
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip()
@@ -48,6 +48,16 @@ class WriterLock:
         handle.flush()
         self._handle = handle
         return self
+
+    def _open(self) -> IO[str]:
+        """Open (creating) the lock file; retried while another process moves the folder away."""
+        for _ in range(100):
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                return open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+            except (FileExistsError, FileNotFoundError):  # the folder vanished between the two steps
+                continue
+        raise SpladeError(f"{self.folder}: kept vanishing while taking its lock")
 
     def release(self) -> None:
         """Give the lock up (closing the file releases the `flock`)."""

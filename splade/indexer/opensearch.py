@@ -1,15 +1,19 @@
-"""`SparseIndex` on OpenSearch: a `rank_features` field per document, searched by `neural_sparse`
-(neural-search plugin) or the equivalent portable `bool`/`rank_feature` query, re-indexed behind an alias.
+"""`SparseIndex` on OpenSearch: one vector field per document, laid out as `splade.indexer.layouts` says
+(`rank_features`, searched by `neural_sparse` or the equivalent portable `bool`/`rank_feature` query, or
+`sparse_vector` with SEISMIC), re-indexed behind an alias.
 
 `name` is always an alias. `rebuild()` creates a concrete index `<name>-<timestamp>`, loads it, checks
 the document count and then moves the alias in one `update_aliases` call; on any failure the new
-index is deleted and the alias still serves the old one. The model metadata travels in the mapping's
-`_meta.splade`, so searching with another model's vectors is refused.
+index is deleted and the alias still serves the old one. A sharded build loads one build index from
+several processes (`load_into`) and the last of them moves the alias (`publish`). The model metadata
+travels in the mapping's `_meta.splade` and the layout in `_meta.splade_layout`, so searching with
+another model's vectors is refused and searching needs no layout option.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -18,27 +22,33 @@ from typing import Any
 from splade.errors import SpladeError, at_option
 from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
 from splade.indexer.bulk import BulkWriter
+from splade.indexer.capabilities import ServerInfo
 from splade.indexer.connection import OpenSearchSettings, describe_error, make_client
-from splade.indexer.queries import MAX_CLAUSES, QUERY_MODES, build_query, prune_query, token_weights
+from splade.indexer.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
+from splade.indexer.queries import MAX_CLAUSES, QUERY_MODES, prune_query
 from splade.sparse import SparseBatch
 
-__all__ = ["OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body", "make_client"]
+__all__ = ["Layout", "OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body",
+           "make_client"]
 
+log = logging.getLogger(__name__)
 VECTOR_FIELD = "sparse_embedding"
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+BUILD_SUFFIX = r"(?:\d{20}|shards-[0-9a-f]{16})"  # rebuild() stamps, sharded builds' job keys
 
 
-def index_body(metadata: IndexMetadata, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
-    """Settings and mapping of one concrete sparse index (also in docs/indexing.md)."""
+def index_body(metadata: IndexMetadata, layout: Layout | None = None) -> dict[str, Any]:
+    """Settings and mapping of one concrete sparse index (also in docs/indexing.md and docker/opensearch/)."""
+    layout = layout or Layout()
     return {
-        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas}},
+        "settings": {"index": layout.settings()},
         "mappings": {
-            "_meta": {"splade": metadata.to_dict()},
+            "_meta": {"splade": metadata.to_dict(), "splade_layout": layout.to_meta()},
             "dynamic": "strict",
             "properties": {
                 "doc_id": {"type": "keyword"},
                 "text": {"type": "text", "index": False},
-                VECTOR_FIELD: {"type": "rank_features"},
+                VECTOR_FIELD: layout.field(),
             },
         },
     }
@@ -56,7 +66,8 @@ class OpenSearchSparseIndex(SparseIndex):
 
     def __init__(self, client: Any, name: str, id_to_token: Sequence[str], metadata: IndexMetadata,
                  query_mode: str = "auto", settings: OpenSearchSettings | None = None,
-                 max_clauses: int = MAX_CLAUSES, chunk_size: int = 500, search_batch: int = 64) -> None:
+                 max_clauses: int = MAX_CLAUSES, chunk_size: int = 500, search_batch: int = 64,
+                 layout: Layout | None = None) -> None:
         if query_mode not in QUERY_MODES:
             raise at_option("--query-mode", f"choose one of {', '.join(QUERY_MODES)}, not {query_mode!r}")
         if len(id_to_token) != metadata.vocab_size:
@@ -74,6 +85,9 @@ class OpenSearchSparseIndex(SparseIndex):
         self._building: set[str] | None = None
         self._needs_refresh = False
         self._exists_checked = False
+        self.layout = layout or Layout()
+        self._server: ServerInfo | None = None
+        self._clipped_warned = False
 
     @classmethod
     def connect(cls, settings: OpenSearchSettings, name: str, id_to_token: Sequence[str],
@@ -121,78 +135,123 @@ class OpenSearchSparseIndex(SparseIndex):
         return sorted(self._call("reading aliases", self.client.indices.get_alias, name=self.name))
 
     def use_stored_metadata(self) -> None:
-        """Search with the metadata the index was built with (its own pruning), not the one passed in."""
+        """Search with the metadata and layout the index was built with (its own pruning, field type and
+        SEISMIC parameters), not the ones passed in."""
         self._metadata = self.stored_metadata()
+        self.layout = self.stored_layout()
+
+    def _stored_meta(self, index: str) -> dict[str, Any]:
+        mappings = self._call(f"reading the mapping of {index!r}", self.client.indices.get_mapping,
+                              index=index)
+        for concrete, body in sorted(mappings.items()):
+            meta = body.get("mappings", {}).get("_meta", {})
+            if "splade" not in meta:
+                raise SpladeError(f"OpenSearch index {concrete!r} was not built by splade (no _meta.splade)")
+            return meta
+        raise SpladeError(f"OpenSearch index {index!r} not found")
 
     def stored_metadata(self) -> IndexMetadata:
-        mappings = self._call(f"reading the mapping of {self.name!r}", self.client.indices.get_mapping,
-                              index=self.name)
-        for concrete, body in sorted(mappings.items()):
-            meta = body.get("mappings", {}).get("_meta", {}).get("splade")
-            if meta is None:
-                raise SpladeError(f"OpenSearch index {concrete!r} was not built by splade (no _meta.splade)")
-            return IndexMetadata.from_dict(meta)
-        raise SpladeError(f"OpenSearch index {self.name!r} not found")
+        return IndexMetadata.from_dict(self._stored_meta(self.name)["splade"])
+
+    def stored_layout(self) -> Layout:
+        return Layout.from_meta(self._stored_meta(self.name).get("splade_layout"))
+
+    @property
+    def server(self) -> ServerInfo:
+        """The cluster's version and plugins (asked once)."""
+        if self._server is None:
+            hosts = self.settings.hosts_text if self.settings else "the cluster"
+            self._server = ServerInfo.read(self.client, self._call, f"the cluster at {hosts}")
+        return self._server
 
     @property
     def query_mode(self) -> str:
-        """`neural_sparse` where the neural-search plugin is installed (when `auto`), else `rank_feature`."""
+        """`auto`: `neural_sparse` where the version takes raw vectors and the neural-search plugin is
+        listed, else the equivalent `rank_feature` query; `sparse_vector` fields take only `neural_sparse`."""
+        if self.layout.mapping == "sparse_vector":
+            if self._query_mode == "rank_feature":
+                raise at_option("--query-mode", "sparse_vector fields are searched with neural_sparse only")
+            return "neural_sparse"
         if self._query_mode == "auto":
-            try:
-                plugins = self.client.cat.plugins(format="json")
-                names = {str(p.get("component", "")) for p in plugins or []}
-                found = any("neural-search" in n for n in names)
-            except Exception:  # a user without cluster:monitor rights still gets the portable query
-                found = False
-            self._query_mode = "neural_sparse" if found else "rank_feature"
+            self._query_mode = self.server.query_mode("auto")
         return self._query_mode
 
     # -- writes ------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def rebuild(self, keep_old: bool = False) -> Iterator[OpenSearchSparseIndex]:
         """Zero-downtime re-index: load a new concrete index inside the block, then swap the alias."""
-        client = self.client
-        if self.exists() and not self.concrete_indices():
-            raise at_option("--index", f"{self.name!r} is a concrete OpenSearch index, not an alias; "
-                                       "choose another name or delete it")
+        self._check_alias()
         concrete = self._create_concrete()
         self._target, self._building = concrete, set()
         old: list[str] = []
         try:
             yield self
-            self._needs_refresh = True
-            self._refresh()
-            found = self._call("counting documents", client.count, index=concrete)["count"]
-            if found != len(self._building):
-                raise SpladeError(f"OpenSearch index {concrete!r} holds {found} documents, "
-                                  f"expected {len(self._building)}; the alias was not moved")
-            old = self.concrete_indices()
-            actions = [{"remove": {"index": o, "alias": self.name}} for o in old]
-            actions.append({"add": {"index": concrete, "alias": self.name}})
-            self._call(f"moving alias {self.name!r}", client.indices.update_aliases,
-                       body={"actions": actions})
+            old = self._swap_alias(concrete, len(self._building))
         except BaseException:
             with contextlib.suppress(Exception):
-                client.indices.delete(index=concrete, ignore_unavailable=True)
+                self.client.indices.delete(index=concrete, ignore_unavailable=True)
             raise
         finally:
             self._target, self._building = self.name, None
         if not keep_old:
-            for o in old:
-                with contextlib.suppress(Exception):
-                    client.indices.delete(index=o, ignore_unavailable=True)
+            self._delete_quietly(old)
+
+    def load_into(self, concrete: str) -> None:
+        """Send `add`s to the concrete index `concrete`, created with this index's mapping unless another
+        process of the same sharded build created it first (its metadata and layout must then match)."""
+        self._check_alias()
+        self._create_concrete(concrete, exist_ok=True)
+        meta = self._stored_meta(concrete)
+        if IndexMetadata.from_dict(meta["splade"]) != self._metadata or \
+                Layout.from_meta(meta.get("splade_layout")) != self.layout:
+            raise SpladeError(f"OpenSearch index {concrete!r} exists with other settings; delete it")
+        self._target = concrete
+
+    def publish(self, concrete: str, expected: int, keep_old: bool = False) -> None:
+        """Move the alias to the loaded concrete index `concrete` once it holds `expected` documents."""
+        old = self._swap_alias(concrete, expected)
+        self._target = self.name
+        if not keep_old:
+            self._delete_quietly(old)
+
+    def _check_alias(self) -> None:
+        if self.exists() and not self.concrete_indices():
+            raise at_option("--index", f"{self.name!r} is a concrete OpenSearch index, not an alias; "
+                                       "choose another name or delete it")
+
+    def _swap_alias(self, concrete: str, expected: int) -> list[str]:
+        """Check the count, then move the alias in one call; returns the indices it left."""
+        self._target, self._needs_refresh = concrete, True
+        self._refresh()
+        found = self._call("counting documents", self.client.count, index=concrete)["count"]
+        if found != expected:
+            raise SpladeError(f"OpenSearch index {concrete!r} holds {found} documents, "
+                              f"expected {expected}; the alias was not moved")
+        old = [o for o in self.concrete_indices() if o != concrete]
+        actions = [{"remove": {"index": o, "alias": self.name}} for o in old]
+        actions.append({"add": {"index": concrete, "alias": self.name}})
+        self._call(f"moving alias {self.name!r}", self.client.indices.update_aliases,
+                   body={"actions": actions})
+        return old
+
+    def _delete_quietly(self, indices: list[str]) -> None:
+        for name in indices:
+            with contextlib.suppress(Exception):
+                self.client.indices.delete(index=name, ignore_unavailable=True)
 
     def remove_stale_builds(self) -> list[str]:
         """Delete this alias's build indices that no alias points to (a killed `rebuild` leaves one);
         returns their names. A rebuild of the same alias running at this moment loses its index and fails."""
-        pattern = re.compile(rf"^{re.escape(self.name)}-\d{{20}}$")
+        pattern = re.compile(rf"^{re.escape(self.name)}-{BUILD_SUFFIX}$")
         found = self._call("listing build indices", self.client.indices.get_alias, index=f"{self.name}-*",
                            ignore_unavailable=True)
         stale = sorted(name for name, body in found.items()
                        if pattern.match(name) and not body.get("aliases") and self._built_by_splade(name))
         for name in stale:
-            self._call(f"deleting stale build index {name!r}", self.client.indices.delete, index=name,
-                       ignore_unavailable=True)
+            ledger = [f"{name}-ledger"] if f"{name}-ledger" in found else []  # a sharded build's records
+            for index in [name, *ledger]:
+                self._call(f"deleting stale build index {index!r}", self.client.indices.delete, index=index,
+                           ignore_unavailable=True)
         return stale
 
     def _built_by_splade(self, concrete: str) -> bool:
@@ -207,10 +266,24 @@ class OpenSearchSparseIndex(SparseIndex):
                        ignore_unavailable=True)
         self._exists_checked = False
 
-    def _create_concrete(self) -> str:
-        concrete = f"{self.name}-{time.strftime('%Y%m%d%H%M%S')}{int(time.time() * 1e6) % 1_000_000:06d}"
-        self._call(f"creating index {concrete!r}", self.client.indices.create, index=concrete,
-                   body=index_body(self._metadata))
+    def _create_concrete(self, concrete: str | None = None, exist_ok: bool = False) -> str:
+        """Create a concrete index with this layout (named with a new build stamp unless `concrete` is
+        given); the cluster must support the layout, and a two-phase layout gets its pipeline first."""
+        from opensearchpy.exceptions import OpenSearchException
+
+        stamp = f"{time.strftime('%Y%m%d%H%M%S')}{int(time.time() * 1e6) % 1_000_000:06d}"
+        concrete = concrete or f"{self.name}-{stamp}"
+        if self.layout.mapping == "sparse_vector":
+            self.server.require("sparse_vector", "--mapping")
+        if self.layout.two_phase:
+            self.server.require("two_phase", "--two-phase")
+            self._call(f"creating search pipeline {TWO_PHASE_PIPELINE!r}", self.client.search_pipeline.put,
+                       id=TWO_PHASE_PIPELINE, body=two_phase_pipeline())
+        try:
+            self.client.indices.create(index=concrete, body=index_body(self._metadata, self.layout))
+        except OpenSearchException as exc:
+            if not (exist_ok and getattr(exc, "error", None) == "resource_already_exists_exception"):
+                raise describe_error(exc, self.settings, f"creating index {concrete!r}") from None
         return concrete
 
     def ensure_exists(self) -> None:
@@ -226,6 +299,7 @@ class OpenSearchSparseIndex(SparseIndex):
     def add(self, doc_ids: Sequence[str], vectors: SparseBatch, texts: Sequence[str] | None = None) -> None:
         check_add_arguments(doc_ids, vectors, texts, self._metadata)
         self.ensure_exists()
+        self._warn_clipped(vectors)
         items = []
         for r, doc_id in enumerate(doc_ids):
             source = self._document_source(str(doc_id), vectors.row(r), None if texts is None else texts[r])
@@ -238,8 +312,19 @@ class OpenSearchSparseIndex(SparseIndex):
         if self._building is not None:
             self._building.update(str(d) for d in doc_ids)
 
+    def _warn_clipped(self, vectors: SparseBatch) -> None:
+        """sparse_vector quantizes weights up to `quantization_ceiling_ingest`: say once if some exceed it."""
+        if self.layout.mapping != "sparse_vector" or self._clipped_warned or not vectors.nnz:
+            return
+        largest, ceiling = float(vectors.values.max()), self.layout.ingest_ceiling
+        if largest > ceiling:
+            self._clipped_warned = True
+            log.warning("document weights up to %.2f exceed quantization_ceiling_ingest=%g and are clipped "
+                        "by OpenSearch; pass --seismic quantization_ceiling_ingest=%.1f to keep them",
+                        largest, ceiling, largest)
+
     def _document_source(self, doc_id: str, row: tuple[Any, Any], text: str | None) -> dict[str, Any]:
-        source: dict[str, Any] = {"doc_id": doc_id, VECTOR_FIELD: token_weights(*row, self.id_to_token)}
+        source: dict[str, Any] = {"doc_id": doc_id, VECTOR_FIELD: self.layout.vector(*row, self.id_to_token)}
         if text is not None:
             source["text"] = text
         return source
@@ -265,8 +350,8 @@ class OpenSearchSparseIndex(SparseIndex):
 
     def query_body(self, ids: Any, weights: Any, top_k: int) -> dict[str, Any] | None:
         """The search body for one sparse query row; None when no token can be queried."""
-        tokens = prune_query(token_weights(ids, weights, self.id_to_token), self.max_clauses)
-        return build_query(tokens, VECTOR_FIELD, self.query_mode, top_k) if tokens else None
+        tokens = prune_query(self.layout.vector(ids, weights, self.id_to_token), self.max_clauses)
+        return self.layout.query(tokens, VECTOR_FIELD, self.query_mode, top_k) if tokens else None
 
     def search(self, queries: SparseBatch, top_k: int = 10) -> list[SearchHits]:
         if queries.vocab_size != self._metadata.vocab_size:

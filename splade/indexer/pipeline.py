@@ -1,73 +1,48 @@
-"""Index stage: encode a corpus into a `SparseIndex`, run queries against one, and the CLI's entry points."""
+"""Index stage: the CLI's entry points (`splade index`, `splade search`) over `splade.indexer.corpus`."""
 
 from __future__ import annotations
 
 import contextlib
-import shutil
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from tqdm.auto import tqdm
 
 from splade.config.index import IndexConfig, IndexTarget, SearchConfig
 from splade.data.beir import Document
 from splade.errors import SpladeError, at_option, first_line
 from splade.indexer.base import IndexMetadata, SparseIndex
+from splade.indexer.corpus import index_corpus, metadata_for, search_queries
+from splade.indexer.layouts import Layout
+from splade.indexer.local import build_lock
 from splade.indexer.lock import WriterLock
+from splade.indexer.sharding import Shard, resolve_shard
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder
 
-ENCODE_CHUNK = 1024  # documents encoded and handed to `index.add` at a time
-
-
-def metadata_for(encoder: Encoder, top_k: int | None = None, threshold: float = 0.0) -> IndexMetadata:
-    """The metadata an index built with `encoder` and this document pruning carries."""
-    return IndexMetadata(encoder.model_name, encoder.vocab_hash, encoder.vocab_size, top_k, threshold)
-
-
-def index_corpus(encoder: Encoder, documents: Sequence[Document], index: SparseIndex,
-                 batch_size: int = IndexConfig.default("batch_size"), show_progress: bool = True) -> int:
-    """Encode `documents` (title + text, pruned as `index.metadata` says) and add them; returns the count."""
-    meta = index.metadata
-    if encoder.vocab_hash != meta.vocab_hash:
-        raise SpladeError("the encoder's vocabulary differs from the index's; "
-                          "use the model the index was built with")
-    done = 0
-    with tqdm(total=len(documents), desc="indexing", unit="doc", disable=not show_progress) as bar:
-        for start in range(0, len(documents), ENCODE_CHUNK):
-            chunk = documents[start:start + ENCODE_CHUNK]
-            texts = [d.full_text for d in chunk]
-            vectors = encoder.encode(texts, batch_size=batch_size, top_k=meta.top_k, threshold=meta.threshold)
-            index.add([d.doc_id for d in chunk], vectors, texts)
-            done += len(chunk)
-            bar.update(len(chunk))
-    return done
-
-
-def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex,
-                   top_k: int = SearchConfig.default("top_k"),
-                   batch_size: int = IndexConfig.default("batch_size"),
-                   show_progress: bool = False) -> dict[str, dict[str, float]]:
-    """Encode and run `queries`; the result is a run `{query id: {doc id: score}}` (best first)."""
-    qids = list(queries)
-    vectors = encoder.encode([queries[q] for q in qids], batch_size=batch_size, show_progress=show_progress,
-                             desc="queries")
-    hits = index.search(vectors, top_k=top_k)
-    return {qid: dict(row) for qid, row in zip(qids, hits, strict=True)}
+__all__ = ["build_index", "index_corpus", "metadata_for", "open_index", "search_queries", "search_text"]
 
 
 # -- CLI stage functions -------------------------------------------------------------------------------
 def _open_opensearch(target: IndexTarget, encoder: Encoder, meta: IndexMetadata, must_exist: bool,
-                     check_model: bool = True, check_existing: bool = True) -> Any:
+                     check_model: bool = True, check_existing: bool = True,
+                     layout: Layout | None = None) -> Any:
     from splade.indexer.opensearch import OpenSearchSparseIndex, check_index_name
 
     assert target.opensearch is not None
     check_index_name(target.index)
     return OpenSearchSparseIndex.connect(target.opensearch, target.index, encoder.id_to_token, meta,
                                          target.query_mode, must_exist=must_exist, check_model=check_model,
-                                         check_existing=check_existing)
+                                         check_existing=check_existing, layout=layout)
+
+
+def _prepare_append(index: Any, meta: IndexMetadata, layout: Layout | None) -> None:
+    """Appending: the model and pruning of the index, and its own layout (another one is an error)."""
+    index.stored_metadata().check_compatible(meta, f"OpenSearch index {index.name!r}", check_pruning=True)
+    stored = index.stored_layout()
+    if layout is not None and layout != stored:
+        raise at_option("--mapping", f"OpenSearch index {index.name!r} is laid out as {stored.name}, not "
+                                     f"{layout.name}; rebuild it (without --append) to change that")
+    index.layout = stored
 
 
 def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, Any]:
@@ -78,28 +53,67 @@ def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, An
     index and the alias moved only after the count check. With `append`, documents are added to the
     existing index instead (same model and pruning required). `notes` in the result says what was
     cleaned up after an interrupted earlier run.
+
+    `config.shard` ("i/n"; torchrun's RANK/WORLD_SIZE when not given) encodes only this process's share;
+    the last shard to finish publishes the whole index (`splade.indexer.sharded`; `message` in the result
+    says which). `config.layout()`: the OpenSearch field type, SEISMIC parameters and two-phase pipeline.
     """
     from splade.data.beir import load_corpus
     from splade.encoders import load_encoder
 
+    target, layout = config, config.layout()
+    local = target.backend == "local"
+    if local and layout is not None:
+        raise at_option("--mapping", "--mapping, --two-phase, --seismic, --primary-shards and --replicas "
+                                     "need --backend opensearch")
+    sharded = resolve_shard(config.shard)
     corpus_file = config.corpus / "corpus.jsonl" if config.corpus.is_dir() else config.corpus
     documents = list(load_corpus(corpus_file, config.duplicate_ids).values())
     if not documents:
         raise SpladeError(f"{corpus_file}: no documents")
-    local = config.backend == "local"
     if local:
-        _check_local_target(Path(config.index), config.append)
+        _check_local_target(Path(target.index), config.append)
     else:  # fail fast on an unreachable cluster or bad credentials, before loading the model
-        check_connection(config)
-    with (_writer_lock(Path(config.index)) if local else contextlib.nullcontext()) as lock:
-        encoder = _load_encoder(load_encoder, config.model, config.device)
+        check_connection(target)
+    whole_build = local and sharded is None
+    with (build_lock(Path(target.index)) if whole_build else contextlib.nullcontext()) as lock:
+        device = sharded.device(config.device) if sharded else config.device
+        encoder = _load_encoder(load_encoder, config.model, device)
         meta = metadata_for(encoder, config.top_k_doc, config.threshold)
+        result = {"index": target.index, "backend": target.backend, "model": meta.model_name,
+                  "device": encoder.device_description}
+        if sharded is not None:
+            return {**result, **_build_shard(encoder, documents, target, meta, sharded, config.batch_size,
+                                             config.append, show_progress, layout)}
         if local:
-            count, notes = _build_local(encoder, documents, config, meta, show_progress, lock)
+            count, notes = _build_local(encoder, documents, Path(target.index), meta, config.batch_size,
+                                        config.append, show_progress, lock)
         else:
-            count, notes = _build_opensearch(encoder, documents, config, meta, show_progress)
-    return {"documents": count, "index": config.index, "backend": config.backend, "model": meta.model_name,
-            "device": encoder.device_description, "notes": notes}
+            count, notes = _build_opensearch(encoder, documents, target, meta, config.batch_size,
+                                             config.append, show_progress, layout)
+    return {**result, "documents": count, "notes": notes}
+
+
+def _build_shard(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
+                 shard: Shard, batch_size: int, append: bool, show_progress: bool,
+                 layout: Layout | None) -> dict[str, Any]:
+    """This process's share of a sharded build (see `splade.indexer.sharded`)."""
+    from splade.indexer import sharded
+
+    if target.backend == "local":
+        outcome = sharded.build_local_shard(encoder, documents, Path(target.index), meta, shard, batch_size,
+                                            append, show_progress)
+        return sharded.summary(outcome, f"the local index {target.index}")
+    index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append, layout=layout)
+    with index:
+        if append:  # OpenSearch appends are not atomic anyway: each shard adds its share through the alias
+            _prepare_append(index, meta, layout)
+            count = index_corpus(encoder, sharded.my_documents(documents, shard), index, batch_size,
+                                 show_progress)
+            return {"documents": count, "notes": [],
+                    "message": f"shard {shard.label}: appended {count} documents to {target.index!r}"}
+        outcome = sharded.build_opensearch_shard(encoder, documents, index, shard, batch_size, show_progress)
+    return sharded.summary(outcome, f"the OpenSearch alias {target.index!r}")
 
 
 def check_connection(target: IndexTarget) -> None:
@@ -137,35 +151,17 @@ def _check_local_target(path: Path, append: bool) -> None:
         raise at_option("--index", f"{path} exists and is not a splade index; refusing to replace it")
 
 
-@contextlib.contextmanager
-def _writer_lock(path: Path) -> Iterator[WriterLock]:
-    """Hold the index folder's writer lock for a whole build (before the model loads, so a second
-    writer fails at once); a folder this build created is removed again if nothing was published."""
-    from splade.indexer.generations import is_index
-
-    created = not path.exists()
-    lock = WriterLock(path).acquire()
-    try:
-        yield lock
-    except BaseException:
-        if created and not is_index(path):
-            shutil.rmtree(path, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
-
-
-def _build_local(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
-                 show_progress: bool, lock: WriterLock) -> tuple[int, list[str]]:
+def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: IndexMetadata,
+                 batch_size: int, append: bool, show_progress: bool,
+                 lock: WriterLock) -> tuple[int, list[str]]:
     """Encode into a new generation (on top of the published one with `append`) and publish it."""
     from splade.indexer.local import LocalSparseIndex
 
-    path = Path(config.index)
-    if config.append:
+    if append:
         index = LocalSparseIndex.open(path, expected=meta, for_add=True, lock=lock)
     else:
         index = LocalSparseIndex.create(path, meta, overwrite=True, lock=lock)
-    index_corpus(encoder, documents, index, config.batch_size, show_progress)
+    index_corpus(encoder, documents, index, batch_size, show_progress)
     index.save()
     notes = []
     if index.recovered:
@@ -175,19 +171,19 @@ def _build_local(encoder: Encoder, documents: list[Document], config: IndexConfi
     return index.count(), notes
 
 
-def _build_opensearch(encoder: Encoder, documents: list[Document], config: IndexConfig, meta: IndexMetadata,
-                      show_progress: bool) -> tuple[int, list[str]]:
-    index = _open_opensearch(config, encoder, meta, must_exist=config.append, check_existing=config.append)
+def _build_opensearch(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
+                      batch_size: int, append: bool, show_progress: bool,
+                      layout: Layout | None) -> tuple[int, list[str]]:
+    index = _open_opensearch(target, encoder, meta, must_exist=append, check_existing=append, layout=layout)
     with index:
         notes = [f"removed stale build index {name!r} (left by an interrupted rebuild)"
                  for name in index.remove_stale_builds()]
-        if config.append:
-            index.stored_metadata().check_compatible(meta, f"OpenSearch index {config.index!r}",
-                                                     check_pruning=True)
-            index_corpus(encoder, documents, index, config.batch_size, show_progress)
+        if append:
+            _prepare_append(index, meta, layout)
+            index_corpus(encoder, documents, index, batch_size, show_progress)
         else:
             with index.rebuild():
-                index_corpus(encoder, documents, index, config.batch_size, show_progress)
+                index_corpus(encoder, documents, index, batch_size, show_progress)
         return index.count(), notes
 
 
