@@ -23,8 +23,9 @@ class ModelConfig(StrictModel):
     use_expansion: bool = True  # false: a text may only activate its own tokens (no expansion); saved
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # pretrained: the backbone's MLM head as it is (or as built); lexical: the head refitted on training
-    # texts so each text starts as a bag of its own tokens (see splade.model.lexical_start)
-    init: Literal["pretrained", "lexical"] = "pretrained"
+    # texts so each text starts as a bag of its own tokens (see splade.model.lexical_start); auto: lexical
+    # for a backbone that came without an MLM head, pretrained for one with a trained head
+    init: Literal["auto", "pretrained", "lexical"] = "pretrained"
     lexical_texts: int = Field(default=2000, gt=0)  # training texts the lexical start is fitted on
     lexical_keep: float = Field(default=0.75, gt=0.0, lt=1.0)  # share of own tokens active at the start
 

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import transformers
@@ -43,11 +44,12 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return sorted(i for i in ids if i is not None and i >= 0)
 
 
-def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
-    """Start a freshly built MLM transform as identity, so the tied decoder first sees raw hidden states."""
+def _init_missing_head(mlm: nn.Module, missing: list[str]) -> bool:
+    """Start a freshly built MLM transform as identity, so the tied decoder first sees raw hidden states.
+    True when the backbone had no MLM head (one was built)."""
     names = (key.removesuffix(".weight").removesuffix(".bias") for key in missing)
     if not any(name.endswith(HEAD_TRANSFORMS) for name in names):
-        return
+        return False
     for name, module in mlm.named_modules():
         if name.endswith(HEAD_TRANSFORMS) and isinstance(module, nn.Linear):
             with torch.no_grad():
@@ -56,6 +58,7 @@ def _init_missing_head(mlm: nn.Module, missing: list[str]) -> None:
                 if module.bias is not None:
                     module.bias.zero_()
     log.info("backbone has no MLM head: built one with the decoder tied to the input embeddings")
+    return True
 
 
 def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
@@ -77,9 +80,17 @@ def quiet_transformers() -> None:
         hub_utils.enable_progress_bars()
 
 
+class Backbone(NamedTuple):
+    """A loaded masked LM, its tokenizer, and whether its MLM head was built here (not trained)."""
+
+    mlm: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    head_built: bool
+
+
 def load_backbone(
     name_or_path: str | Path, dropout: float | None = None, dtype: torch.dtype = torch.float32
-) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+) -> Backbone:
     """The masked LM and its tokenizer, by hub id or path."""
     name = str(name_or_path)
     if Path(name).is_dir():
@@ -98,8 +109,7 @@ def load_backbone(
     mlm, info = AutoModelForMaskedLM.from_pretrained(
         name, config=config, output_loading_info=True, **dtype_argument(dtype)
     )
-    _init_missing_head(mlm, list(info.get("missing_keys", [])))
-    return mlm, tokenizer
+    return Backbone(mlm, tokenizer, _init_missing_head(mlm, list(info.get("missing_keys", []))))
 
 
 def _parent_of(root: nn.Module, target: nn.Module) -> tuple[nn.Module, str] | None:

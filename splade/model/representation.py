@@ -57,6 +57,7 @@ class SpladeModel(nn.Module):
         self.max_length = max_length
         self.use_expansion = use_expansion
         self.similarity = similarity
+        self.head_built = False  # the backbone came without an MLM head (`from_pretrained` sets it)
         keep = torch.ones(width)
         keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
         keep[len(tokenizer) :] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
@@ -118,14 +119,28 @@ class SpladeModel(nn.Module):
         folder = Path(name_or_path)
         artifact = SpladeArtifact.read(folder) if folder.is_dir() else None
         st_model = read_module_files(folder) if folder.is_dir() and artifact is None else None
-        mlm, tokenizer = load_backbone(st_model.backbone if st_model else name_or_path, dropout, dtype)
+        mlm, tokenizer, head_built = load_backbone(
+            st_model.backbone if st_model else name_or_path, dropout, dtype
+        )
         if artifact is not None:
-            return cls(mlm, tokenizer, max_length=artifact.max_length, use_expansion=artifact.use_expansion,
-                       similarity=artifact.similarity)
-        if st_model is not None:
-            return cls(mlm, tokenizer, max_length=st_model.max_length or token_limit(tokenizer, mlm),
-                       similarity=st_model.similarity)  # type: ignore[arg-type]
-        return cls(mlm, tokenizer, max_length=max_length)
+            model = cls(
+                mlm,
+                tokenizer,
+                max_length=artifact.max_length,
+                use_expansion=artifact.use_expansion,
+                similarity=artifact.similarity,
+            )
+        elif st_model is not None:
+            model = cls(
+                mlm,
+                tokenizer,
+                max_length=st_model.max_length or token_limit(tokenizer, mlm),
+                similarity=st_model.similarity,
+            )  # type: ignore[arg-type]
+        else:
+            model = cls(mlm, tokenizer, max_length=max_length)
+        model.head_built = head_built
+        return model
 
     def artifact(self, model_id: str | None = None) -> SpladeArtifact:
         """This model's `splade_config.json`."""

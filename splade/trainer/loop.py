@@ -113,7 +113,8 @@ class Trainer:
         self.tokenizer = TextTokenizer(self.model.tokenizer)
         with self.dist.main_first():  # rank 0 fills the caches the others then read
             self.data = self._timed("data", lambda: TrainingData.load(config, self.tokenizer))
-            if config.model.init == "lexical" and checkpoint is None:
+            init = config.model.init
+            if checkpoint is None and (init == "lexical" or (init == "auto" and self.model.head_built)):
                 self._timed("lexical start", self._lexical_start)
             self._timed("loss", self._build_loss)
             self._timed("teacher", self._build_teacher)
