@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEV_SETS, KOREAN_TRIPLETS, ME5, REPO, ensure_triplets
+from common import DEV_SETS, KOREAN_TRIPLETS, ME5, REPO, ensure_triplets, sentence_transformers_splade
 
 PEER = "sentence-transformers"
 
@@ -102,7 +102,6 @@ def peer_worker(args: argparse.Namespace) -> None:
     import contextlib
 
     import torch
-    from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
     from tqdm.auto import tqdm
 
@@ -112,8 +111,7 @@ def peer_worker(args: argparse.Namespace) -> None:
     rows = load_triplets([args.triplets]).triplets
     order = list(range(len(rows)))
     random.Random(42).shuffle(order)
-    model = SparseEncoder(str(args.model), device=args.device)
-    model.max_seq_length = 128
+    model = sentence_transformers_splade(args.model, 128, args.device)
     loss_fn = SpladeLoss(
         model,
         SparseMultipleNegativesRankingLoss(model),

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import KOREAN_TRIPLETS, ME5, REPO, ensure_triplets
+from common import KOREAN_TRIPLETS, ME5, REPO, ensure_triplets, sentence_transformers_splade
 
 DEFAULT_MODEL = ME5
 DEFAULT_TRIPLETS = KOREAN_TRIPLETS
@@ -153,15 +153,13 @@ def run_peer(args: argparse.Namespace) -> dict[str, float]:
     import contextlib
 
     import torch
-    from sentence_transformers.sparse_encoder import SparseEncoder
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
 
     from splade.data.triplets import load_triplets
 
     torch.manual_seed(42)
     rows = load_triplets([args.triplets]).triplets
-    model = SparseEncoder(str(args.model), device=args.device)
-    model.max_seq_length = args.length
+    model = sentence_transformers_splade(args.model, args.length, args.device)
     model.train()
     loss_fn = SpladeLoss(
         model,

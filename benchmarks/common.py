@@ -35,3 +35,20 @@ def ensure_triplets(path: Path) -> Path:
     ]
     subprocess.run(command, cwd=REPO, check=True)
     return path
+
+
+def sentence_transformers_splade(path: Path, max_length: int, device: str):  # noqa: ANN201 - a SparseEncoder
+    """sentence-transformers' own SPLADE over a backbone: its masked-LM module and max SpladePooling (a
+    dense sentence-transformers folder such as me5 would otherwise load as a dense model), in float32 on a
+    CPU and bf16 on a GPU (the shared backbone is stored in float16)."""
+    import warnings
+
+    import torch
+    from sentence_transformers.sparse_encoder import SparseEncoder
+    from sentence_transformers.sparse_encoder.models import MLMTransformer, SpladePooling
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with warnings.catch_warnings():  # the module's newer name differs between releases
+        warnings.simplefilter("ignore")
+        backbone = MLMTransformer(str(path), max_seq_length=max_length, model_args={"dtype": dtype})
+    return SparseEncoder(modules=[backbone, SpladePooling(pooling_strategy="max")], device=device)

@@ -243,3 +243,19 @@ def test_lexical_start_makes_a_text_start_from_its_own_tokens(tiny_model_dir: Pa
     assert len(own & active) >= len(own) - 1 and len(active) < (before > 0).sum(), (own, active)
     trainer = _trainer(tmp_path, tiny_model_dir, "model.init=lexical", "model.lexical_keep=0.9")
     assert trainer.lexical.own_terms_active >= 0.8 and "lexical start" in trainer.setup_seconds
+
+
+def test_lexical_start_is_kept_and_read_back(tiny_model_dir: Path, tmp_path: Path, monkeypatch):
+    import splade.model.lexical_start as lexical
+
+    first = _trainer(tmp_path, tiny_model_dir, "model.init=lexical")
+    assert list(first.data.cache.folder.glob("lexical-*.npz"))
+
+    def no_fit(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(lexical, "lexical_start", no_fit)
+    again = _trainer(tmp_path, tiny_model_dir, "model.init=lexical")
+    assert again.lexical.decoder_bias == pytest.approx(first.lexical.decoder_bias)
+    for (name, a), b in zip(first.model.named_parameters(), again.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)

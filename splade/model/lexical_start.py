@@ -141,3 +141,33 @@ def lexical_start(
     )
     log.info("lexical start: %s", report)
     return report
+
+
+def head_arrays(model: SpladeModel, report: LexicalStart) -> dict[str, np.ndarray]:
+    """The refitted parameters and the fit's figures, to keep (see `restore_head`)."""
+    dense, norm = _head_layers(model)
+    figures = [
+        report.positions,
+        report.own_token_top1,
+        report.decoder_bias,
+        report.active_terms,
+        report.own_terms_active,
+    ]
+    return {
+        "dense_weight": dense.weight.detach().cpu().float().numpy(),
+        "dense_bias": dense.bias.detach().cpu().float().numpy(),
+        "figures": np.asarray(figures),
+    }
+
+
+@torch.no_grad()
+def restore_head(model: SpladeModel, arrays: dict[str, np.ndarray]) -> LexicalStart:
+    """Put a kept fit back into `model` (the same backbone) and return its figures."""
+    dense, norm = _head_layers(model)
+    dense.weight.copy_(torch.from_numpy(arrays["dense_weight"]).to(dense.weight))
+    dense.bias.copy_(torch.from_numpy(arrays["dense_bias"]).to(dense.bias))
+    norm.weight.fill_(1.0)
+    norm.bias.zero_()
+    positions, top1, bias, active, own = (float(v) for v in arrays["figures"])
+    model.decoder.bias.fill_(bias)
+    return LexicalStart(int(positions), top1, bias, active, own)

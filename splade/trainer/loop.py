@@ -24,11 +24,12 @@ from transformers.utils import logging as hf_logging
 from splade.atomic import atomic_dir, write_json
 from splade.config import DevConfig, TrainConfig
 from splade.errors import SpladeError
-from splade.model import SpladeModel
+from splade.model import SpladeModel, model_identity
 from splade.model.pooling import default_pooling
 from splade.model.tokenization import TextTokenizer
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.batches import make_batch
+from splade.trainer.cache import key_of
 from splade.trainer.curriculum import PhaseSettings
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.distill import TeacherScores
@@ -158,10 +159,23 @@ class Trainer:
         self.pooling = default_pooling(self.device) if pooling == "auto" else pooling
 
     def _lexical_start(self) -> None:
-        """Refit the MLM head so training starts from each text's own tokens (a fresh run only)."""
-        from splade.model.lexical_start import lexical_start
+        """Refit the MLM head so training starts from each text's own tokens (a fresh run only); the fit is
+        kept in the cache, so a rerun on the same data and backbone reads it."""
+        from splade.model.lexical_start import head_arrays, lexical_start, restore_head
 
         cfg = self.config.model
+        key = key_of(
+            model_identity(cfg.name),
+            self.data.files_key,
+            cfg.lexical_texts,
+            cfg.lexical_keep,
+            self.config.data.max_length,
+            self.cfg_t.seed,
+        )
+        cached = self.data.cache.load(f"lexical-{key}")
+        if cached is not None:
+            self.lexical = restore_head(self.model, cached)
+            return
         rows = self.data.rows
         rng = np.random.default_rng(self.cfg_t.seed)
         picked = rng.choice(
@@ -171,6 +185,7 @@ class Trainer:
             self.data.table.texts[r] for r in np.concatenate([rows.query[picked], rows.positive[picked]])
         ]
         self.lexical = lexical_start(self.model, texts, keep_own=cfg.lexical_keep)
+        self.data.cache.save(f"lexical-{key}", **head_arrays(self.model, self.lexical))
 
     def _build_loss(self) -> None:
         cfg = self.config.loss
