@@ -10,9 +10,11 @@ and runs the tokenizer unchanged otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 MIN_RULES_TO_COMPILE = 8
+PARALLEL_FROM = 1000  # texts in one call from which the tokenizer's own threads are worth starting
 
 
 def _compiled_normalizer(backend: Tokenizer) -> tuple[dict[int, str] | None, Tokenizer]:
@@ -85,11 +88,31 @@ class TextTokenizer:
         self._truncate_at(max_length)
         if self._table is not None:
             texts = [text.translate(self._table) for text in texts]
-        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in self._backend.encode_batch(texts)]
+        with _threads_allowed(len(texts) >= PARALLEL_FROM):
+            encodings = self._backend.encode_batch(texts)
+        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
 
     def pad(self, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """`(input_ids, attention_mask)` int64 arrays padded on the right to the longest row."""
         return pad_rows(rows, self.pad_id)
+
+
+@contextlib.contextmanager
+def _threads_allowed(allowed: bool) -> Iterator[None]:
+    """Let the `tokenizers` library use all cores for one large call (the CLI turns its threads off so that
+    small calls do not compete with torch), then restore the setting."""
+    if not allowed:
+        yield
+        return
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
 def pad_rows(rows: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
