@@ -66,6 +66,7 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
             f"data.epoch_size={args.steps * args.batch // 20}",
             f"dev.every_steps={args.steps // 4}",
             f"loss.flops_warmup_steps={args.steps // 10}",
+            "training.early_stopping_patience=null",  # every model trains the same steps
         ]
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
     for override in [*settings, *overrides]:
@@ -193,7 +194,7 @@ def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
         f"{args.max_queries or 'all'} queries a set)"
     )
     sets = [path.name for path in args.datasets]
-    header = f"{'system':22}" + "".join(f"{s + ' own':>16}{s + ' merged':>19}{'R@1000':>8}" for s in sets)
+    header = f"{'system':22}" + "".join(f" {s + ' own':>15} {s + ' merged':>18}{'R@1000':>8}" for s in sets)
     print(header + f"{'q terms':>9}{'d terms':>9}")
     for system, by_set in own_rows.items():
         cells = ""
@@ -202,7 +203,7 @@ def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
             merged_result = merged_rows.get(system, {}).get(name, {})
             b = merged_result.get("metrics", {}).get("ndcg@10", float("nan"))
             recall = merged_result.get("metrics", {}).get("recall@1000", float("nan"))
-            cells += f"{a:16.3f}{b:19.3f}{recall:8.3f}"
+            cells += f" {a:15.3f} {b:18.3f}{recall:8.3f}"
         efficiency = next(iter(merged_rows.get(system, by_set).values()))["efficiency"]
         terms = f"{efficiency['avg_query_terms']:9.1f}{efficiency['avg_doc_terms']:9.1f}"
         print(f"{system:22}{cells}{terms}")
@@ -229,13 +230,13 @@ def print_variants(args: argparse.Namespace, names: list[str]) -> None:
         f"v23 variants at equal steps: dev NDCG@10 on the training's dev samples "
         f"({args.dev_queries} queries, {args.dev_documents} documents a set)"
     )
-    print(f"{'model':26}" + "".join(f"{s:>14}" for s in sets) + f"{'mean':>8}{'q terms':>9}{'d terms':>9}")
+    print(f"{'model':26}" + "".join(f" {s:>13}" for s in sets) + f"{'mean':>8}{'q terms':>9}{'d terms':>9}")
     for name in names:
         points = _dev_points(args, name)
         if not points:
             continue
         step, val = points[-1]
-        cells = "".join(f"{val.get(f'{s}/ndcg@10', float('nan')):14.3f}" for s in sets)
+        cells = "".join(f" {val.get(f'{s}/ndcg@10', float('nan')):13.3f}" for s in sets)
         print(
             f"{name + f' @{step}':26}{cells}{val['dev/ndcg@10']:8.3f}{val['dev/active_terms_query']:9.1f}"
             f"{val['dev/active_terms_doc']:9.1f}"

@@ -55,12 +55,7 @@ def load_corpus(path: str | Path, duplicate_ids: str = "error") -> dict[str, Doc
     seen_on: dict[str, int] = {}
     repeated = 0
     for number, row in iter_json_objects(path):
-        doc_id, text = row.get("_id"), row.get("text")
-        if doc_id is None or str(doc_id) == "":
-            raise at_line(path, number, "missing field '_id'")
-        if not isinstance(text, str) or not text.strip():
-            raise at_line(path, number, f"document {doc_id!r} has no text")
-        doc_id = str(doc_id)
+        doc_id, text = _id_and_text(path, number, row, "document")
         if doc_id in seen_on:
             if duplicate_ids == "error":
                 raise at_line(path, number, f"duplicate _id {doc_id!r} (first on line {seen_on[doc_id]}); "
@@ -81,13 +76,19 @@ def load_queries(path: str | Path) -> dict[str, str]:
     path = Path(path)
     queries: dict[str, str] = {}
     for number, row in iter_json_objects(path):
-        qid, text = row.get("_id"), row.get("text")
-        if qid is None or str(qid) == "":
-            raise at_line(path, number, "missing field '_id'")
-        if not isinstance(text, str) or not text.strip():
-            raise at_line(path, number, f"query {qid!r} has no text")
-        queries[str(qid)] = text
+        qid, text = _id_and_text(path, number, row, "query")
+        queries[qid] = text
     return queries
+
+
+def _id_and_text(path: Path, number: int, row: dict, kind: str) -> tuple[str, str]:
+    """A row's `_id` and `text`; either missing or empty is an error naming the line."""
+    item_id, text = row.get("_id"), row.get("text")
+    if item_id is None or str(item_id) == "":
+        raise at_line(path, number, "missing field '_id'")
+    if not isinstance(text, str) or not text.strip():
+        raise at_line(path, number, f"{kind} {item_id!r} has no text")
+    return str(item_id), text
 
 
 def load_qrels(path: str | Path) -> dict[str, dict[str, int]]:

@@ -129,3 +129,13 @@ def check_add_arguments(doc_ids: Sequence[str], vectors: SparseBatch, texts: Seq
                           f"the index {metadata.vocab_size}")
     if len(set(doc_ids)) != len(doc_ids):
         raise SpladeError("duplicate document ids in one add() call")
+
+
+def check_search_arguments(queries: SparseBatch, top_k: int, metadata: IndexMetadata) -> None:
+    """Shared argument checks for `search`."""
+    if queries.vocab_size != metadata.vocab_size:
+        raise SpladeError(
+            f"queries have vocabulary size {queries.vocab_size}, the index {metadata.vocab_size}"
+        )
+    if top_k < 1:
+        raise SpladeError(f"top_k must be at least 1, got {top_k}")

@@ -25,7 +25,13 @@ import numpy as np
 
 from splade.atomic import fsync_dir, fsync_files, recover_dir, remove_leftovers
 from splade.errors import SpladeError
-from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
+from splade.indexer.base import (
+    IndexMetadata,
+    SearchHits,
+    SparseIndex,
+    check_add_arguments,
+    check_search_arguments,
+)
 from splade.indexer.generations import (
     Generation,
     highest_number,
@@ -318,11 +324,7 @@ class LocalSparseIndex(SparseIndex):
         return on_disk + sum(i.nbytes + w.nbytes for i, w, _ in self._pending.values())
 
     def search(self, queries: SparseBatch, top_k: int = 10) -> list[SearchHits]:
-        if queries.vocab_size != self._metadata.vocab_size:
-            raise SpladeError(f"queries have vocabulary size {queries.vocab_size}, "
-                              f"the index {self._metadata.vocab_size}")
-        if top_k < 1:
-            raise SpladeError(f"top_k must be at least 1, got {top_k}")
+        check_search_arguments(queries, top_k, self._metadata)
         segments = self._all_segments()
         results: list[SearchHits] = []
         for ids, weights in queries.rows():

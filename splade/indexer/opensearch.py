@@ -20,7 +20,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from splade.errors import SpladeError, at_option
-from splade.indexer.base import IndexMetadata, SearchHits, SparseIndex, check_add_arguments
+from splade.indexer.base import (
+    IndexMetadata,
+    SearchHits,
+    SparseIndex,
+    check_add_arguments,
+    check_search_arguments,
+)
 from splade.indexer.bulk import BulkWriter
 from splade.indexer.capabilities import ServerInfo
 from splade.indexer.connection import OpenSearchSettings, describe_error, make_client
@@ -354,11 +360,7 @@ class OpenSearchSparseIndex(SparseIndex):
         return self.layout.query(tokens, VECTOR_FIELD, self.query_mode, top_k) if tokens else None
 
     def search(self, queries: SparseBatch, top_k: int = 10) -> list[SearchHits]:
-        if queries.vocab_size != self._metadata.vocab_size:
-            raise SpladeError(f"queries have vocabulary size {queries.vocab_size}, "
-                              f"the index {self._metadata.vocab_size}")
-        if top_k < 1:
-            raise SpladeError(f"top_k must be at least 1, got {top_k}")
+        check_search_arguments(queries, top_k, self._metadata)
         self._refresh()
         bodies = [self.query_body(ids, weights, top_k) for ids, weights in queries.rows()]
         results: list[SearchHits] = [[] for _ in bodies]

@@ -85,70 +85,70 @@ def _max_per_text(hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | N
     return values, positions
 
 
-class _DensePool(torch.autograd.Function):
-    """Vocabulary-blocked forward; backward = dense scatter of the gradient + two matmuls per block."""
+def _dense_backward(grad: Tensor, hidden: Tensor, weight: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of hidden states and weight: the gradient scattered into a dense block, two matmuls."""
+    batch, seq, width = hidden.shape
+    dtype = hidden.dtype
+    grad_hidden = torch.zeros(batch, seq, width, dtype=torch.float32, device=hidden.device)
+    grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
+    flat_hidden = hidden.reshape(batch * seq, width)
+    block = _block(DENSE_BLOCK_ELEMENTS, batch * seq)
+    for start in range(0, weight.shape[0], block):
+        end = min(weight.shape[0], start + block)
+        spread = torch.zeros(batch, seq, end - start, dtype=dtype, device=hidden.device)
+        spread.scatter_(1, positions[:, None, start:end], grad[:, None, start:end].to(dtype))
+        grad_hidden += (spread @ weight[start:end].to(dtype)).float()
+        grad_weight[start:end] = (spread.reshape(batch * seq, -1).T @ flat_hidden).float()
+    return grad_hidden, grad_weight
+
+
+def _sparse_backward(
+    grad: Tensor, hidden: Tensor, weight: Tensor, positions: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Gradients of hidden states and weight over the active (text, term) pairs only."""
+    batch, seq, width = hidden.shape
+    grad = grad.float()
+    grad_hidden = torch.zeros(batch, seq, width, dtype=torch.float32, device=hidden.device)
+    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+    rows, cols = grad.nonzero(as_tuple=True)
+    step = _block(SPARSE_BACKWARD_ELEMENTS, width)
+    for start in range(0, rows.numel(), step):
+        r, c = rows[start : start + step], cols[start : start + step]
+        g = grad[r, c].unsqueeze(1)
+        pos = positions[r, c]
+        grad_weight.index_add_(0, c, g * hidden[r, pos].float())
+        grad_hidden.index_put_((r, pos), g * weight[c].float(), accumulate=True)
+    return grad_hidden, grad_weight
+
+
+# kind -> (forward: maxima and their positions, backward: gradients of hidden states and weight)
+_STRATEGIES = {"dense": (_max_by_vocab_blocks, _dense_backward), "sparse": (_max_per_text, _sparse_backward)}
+
+
+class _PooledProjection(torch.autograd.Function):
+    """The max-pooled projection with a custom forward and backward (`kind`: dense or sparse)."""
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: ANN001
-        values, positions = _max_by_vocab_blocks(hidden, mask, weight, bias)
+    def forward(ctx, hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None, kind: str) -> Tensor:  # noqa: ANN001
+        values, positions = _STRATEGIES[kind][0](hidden, mask, weight, bias)
         ctx.save_for_backward(hidden, weight, positions)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.kind = bias is not None, kind
         return values
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
         hidden, weight, positions = ctx.saved_tensors
-        batch, seq, width = hidden.shape
-        dtype = hidden.dtype
-        grad_hidden = torch.zeros(batch, seq, width, dtype=torch.float32, device=hidden.device)
-        grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
-        flat_hidden = hidden.reshape(batch * seq, width)
-        block = _block(DENSE_BLOCK_ELEMENTS, batch * seq)
-        for start in range(0, weight.shape[0], block):
-            end = min(weight.shape[0], start + block)
-            spread = torch.zeros(batch, seq, end - start, dtype=dtype, device=hidden.device)
-            spread.scatter_(1, positions[:, None, start:end], grad[:, None, start:end].to(dtype))
-            grad_hidden += (spread @ weight[start:end].to(dtype)).float()
-            grad_weight[start:end] = (spread.reshape(batch * seq, -1).T @ flat_hidden).float()
+        grad_hidden, grad_weight = _STRATEGIES[ctx.kind][1](grad, hidden, weight, positions)
         grad_bias = grad.sum(0).to(weight.dtype) if ctx.has_bias else None
-        return grad_hidden.to(dtype), None, grad_weight.to(weight.dtype), grad_bias
-
-
-class _SparsePool(torch.autograd.Function):
-    """Per-text cache-blocked forward; backward over the active (text, term) pairs only."""
-
-    @staticmethod
-    def forward(ctx, hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: ANN001
-        values, positions = _max_per_text(hidden, mask, weight, bias)
-        ctx.save_for_backward(hidden, weight, positions)
-        ctx.has_bias = bias is not None
-        return values
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
-        hidden, weight, positions = ctx.saved_tensors
-        batch, seq, width = hidden.shape
-        grad = grad.float()
-        grad_hidden = torch.zeros(batch, seq, width, dtype=torch.float32, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        rows, cols = grad.nonzero(as_tuple=True)
-        step = _block(SPARSE_BACKWARD_ELEMENTS, width)
-        for start in range(0, rows.numel(), step):
-            r, c = rows[start : start + step], cols[start : start + step]
-            g = grad[r, c].unsqueeze(1)
-            pos = positions[r, c]
-            grad_weight.index_add_(0, c, g * hidden[r, pos].float())
-            grad_hidden.index_put_((r, pos), g * weight[c].float(), accumulate=True)
-        grad_bias = grad.sum(0).to(weight.dtype) if ctx.has_bias else None
-        return grad_hidden.to(hidden.dtype), None, grad_weight.to(weight.dtype), grad_bias
+        return grad_hidden.to(hidden.dtype), None, grad_weight.to(weight.dtype), grad_bias, None
 
 
 def dense_pool(hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return _DensePool.apply(hidden, mask, weight, bias)
+    return _PooledProjection.apply(hidden, mask, weight, bias, "dense")
 
 
 def sparse_pool(hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return _SparsePool.apply(hidden, mask, weight, bias)
+    return _PooledProjection.apply(hidden, mask, weight, bias, "sparse")
 
 
 def export_pool(hidden: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
