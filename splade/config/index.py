@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from splade.config.loading import OptionsModel
 from splade.config.opensearch import OpenSearchSettings, settings_from_env
-
-if TYPE_CHECKING:
-    from splade.indexer.layouts import Layout
 
 Backend = Literal["local", "opensearch"]
 QueryMode = Literal["auto", "neural_sparse", "rank_feature"]
@@ -49,15 +46,6 @@ class IndexConfig(IndexTarget):
     seismic: list[str] = Field(default_factory=list)  # KEY=VALUE
     primary_shards: int = Field(default=1, ge=1)
     replicas: int = Field(default=0, ge=0)
-
-    def layout(self) -> Layout | None:
-        """The OpenSearch layout asked for (None: the default `rank_features` one)."""
-        from splade.indexer.layouts import Layout
-
-        if not (self.mapping or self.two_phase or self.seismic or self.primary_shards != 1 or self.replicas):
-            return None
-        return Layout.build(self.mapping or "rank_features", self.two_phase, self.seismic,
-                            self.primary_shards, self.replicas)
 
 
 class SearchConfig(IndexTarget):

@@ -56,12 +56,12 @@ def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, An
 
     `config.shard` ("i/n"; torchrun's RANK/WORLD_SIZE when not given) encodes only this process's share;
     the last shard to finish publishes the whole index (`splade.indexer.sharded`; `message` in the result
-    says which). `config.layout()`: the OpenSearch field type, SEISMIC parameters and two-phase pipeline.
+    says which). `_layout(config)`: the OpenSearch field type, SEISMIC parameters and two-phase pipeline.
     """
     from splade.data.beir import load_corpus
     from splade.encoders import load_encoder
 
-    target, layout = config, config.layout()
+    target, layout = config, _layout(config)
     local = target.backend == "local"
     if local and layout is not None:
         raise at_option("--mapping", "--mapping, --two-phase, --seismic, --primary-shards and --replicas "
@@ -92,6 +92,15 @@ def build_index(config: IndexConfig, show_progress: bool = True) -> dict[str, An
             count, notes = _build_opensearch(encoder, documents, target, meta, config.batch_size,
                                              config.append, show_progress, layout)
     return {**result, "documents": count, "notes": notes}
+
+
+def _layout(config: IndexConfig) -> Layout | None:
+    """The OpenSearch layout the options ask for (None: the default `rank_features` one)."""
+    custom = config.mapping or config.two_phase or config.seismic
+    if not (custom or config.primary_shards != 1 or config.replicas):
+        return None
+    return Layout.build(config.mapping or "rank_features", config.two_phase, config.seismic,
+                        config.primary_shards, config.replicas)
 
 
 def _build_shard(encoder: Encoder, documents: list[Document], target: IndexTarget, meta: IndexMetadata,
