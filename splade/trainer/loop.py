@@ -29,7 +29,7 @@ from splade.model.pooling import default_pooling
 from splade.model.tokenization import TextTokenizer
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.batches import make_batch
-from splade.trainer.cache import key_of
+from splade.trainer.cache import files_fingerprint, key_of
 from splade.trainer.curriculum import PhaseSettings
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.distill import TeacherScores
@@ -257,7 +257,7 @@ class Trainer:
             self.tokenizer,
             self.config.data.max_length,
             self.data.cache,
-            ckpt.settings_hash({"val": [str(f) for f in files]}),
+            key_of(files_fingerprint(files), self.config.data.skip_invalid),
         )
         size = self.config.data.batch_size
         pad = self.tokenizer.pad_id
@@ -277,7 +277,7 @@ class Trainer:
             weights = self.schedule.loss_weights(self.state.global_step, phase)
             for batch in self.val_rows:
                 batch = batch.to(self.device)
-                out = self.step.forward(batch, weights, with_teacher=False)
+                out = self.step.forward(batch, weights, with_teacher=False, gather=False)
                 q, docs = self.step.last
                 stats = {
                     "loss": out.total.detach(),
