@@ -46,7 +46,9 @@ class ProgressBar:
         self.postfix: dict[str, str] = {}
 
     def update(self, phase: int) -> None:
-        self.postfix["phase"] = str(phase)
+        if self.postfix.get("phase") != str(phase):
+            self.postfix["phase"] = str(phase)
+            self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.update(1)
 
     def show(self, loss: float, lr: float) -> None:
