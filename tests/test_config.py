@@ -49,11 +49,15 @@ def test_v23_carries_the_review_values() -> None:
     assert loss.flops_warmup_steps > 0
     assert cfg.training.learning_rate == pytest.approx(2e-5) and cfg.training.num_epochs == 20
     assert cfg.data.max_length == 128 and cfg.model.dropout == 0.1
-    assert [(p.start_epoch, p.end_epoch, p.temperature) for p in cfg.curriculum_phases] == [
-        (1, 7, 0.08),
-        (8, 14, 0.05),
-        (15, 20, 0.04),
+    assert [(p.start_epoch, p.end_epoch, p.lr_multiplier) for p in cfg.curriculum_phases] == [
+        (1, 7, 1.0),
+        (8, 14, 0.5),
+        (15, 20, 0.25),
     ]
+    # beyond the review (docs/training.md): scored by the dot product the indexes compute, so the
+    # temperature is 1 in every phase (the review's 0.08 / 0.05 / 0.04 are for cosine scores)
+    assert loss.similarity == "dot" and {p.temperature for p in cfg.curriculum_phases} == {1.0}
+    assert loss.lambda_flops_doc > 0 and loss.activation_target == 1.0 and cfg.dev.metric == "ndcg@10"
 
 
 def test_quickstart_config_is_valid() -> None:
