@@ -54,12 +54,14 @@ def test_train_writes_the_guide_outputs(tiny_model_dir: Path, tmp_path: Path) ->
         "training.logging_steps=1",
         "training.learning_rate=3e-3",
         "training.save_total_limit=2",
+        "curriculum_phases.1.temperature=0.8",
+        "curriculum_phases.2.temperature=0.6",
     )
     result = train(cfg)
     out = result.output_dir
     assert result.global_step == 18 and len(result.history) == 3
     assert [h["phase"] for h in result.history] == [1, 2, 3]
-    assert [h["temperature"] for h in result.history] == [0.08, 0.05, 0.04]
+    assert [h["temperature"] for h in result.history] == [1.0, 0.8, 0.6]
     history = json.loads((out / "training_history.json").read_text())
     assert len(history["epochs"]) == 3 and history["best_epoch"] in (1, 2, 3)
     first, last = result.history[0], result.history[-1]
