@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPLADE := $(BIN)/splade
 OUT    ?= outputs
 
-.PHONY: setup quickstart test lint bench opensearch-up opensearch-down up down index eval
+.PHONY: setup quickstart test lint bench bench-quality opensearch-up opensearch-down up down index eval
 # The guide's per-version targets (train-v22, train-v22-bg, logs-v22, tensorboard-v22, and the same for
 # v23) are pattern rules below; make ignores pattern rules for .PHONY targets, so they are not listed.
 
@@ -31,6 +31,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_encode.py
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_bm25.py
+
+bench-quality: setup  ## hours on a CPU: v23 from me5-small-koen against BM25, dense and sentence-transformers
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_quality.py
 
 train-%: setup  ## train-v22 / train-v23 in the foreground
 	$(SPLADE) train $* --config configs/train_$*.yaml
