@@ -92,13 +92,17 @@ def _one_step(config_overrides: list[str], out: Path) -> None:
     trainer = Trainer(load_config(QUICKSTART_CONFIG, config_overrides), None)
     indices = np.arange(4)
     batch = make_batch(
-        trainer.data.table, trainer.data.rows, indices, trainer.tokenizer.pad_id, trainer.dist.shard(indices)
+        trainer.parts.data.table,
+        trainer.parts.data.rows,
+        indices,
+        trainer.parts.tokenizer.pad_id,
+        trainer.dist.shard(indices),
     )
-    weights = trainer.schedule.loss_weights(40, trainer.schedule.phase(1))  # FLOPS warm-up done
-    trainer.step.micro_batch(batch, weights, group=1)
+    weights = trainer.parts.schedule.loss_weights(40, trainer.parts.schedule.phase(1))  # FLOPS warm-up done
+    trainer.parts.step.micro_batch(batch, weights, group=1)
     if trainer.is_main:
-        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
-        torch.save({"loss": trainer.step.epoch.read(), "grads": grads}, out)
+        grads = {n: p.grad.clone() for n, p in trainer.parts.model.named_parameters() if p.grad is not None}
+        torch.save({"loss": trainer.parts.step.epoch.read(), "grads": grads}, out)
 
 
 def _rank(rank: int, port: int, config_overrides: list[str], out: Path) -> None:
@@ -106,6 +110,7 @@ def _rank(rank: int, port: int, config_overrides: list[str], out: Path) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
     )
     _one_step(config_overrides, out)
+    torch.distributed.barrier()  # neither process tears the group down while the other still uses it
     torch.distributed.destroy_process_group()
 
 

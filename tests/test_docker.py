@@ -96,8 +96,10 @@ def make_dry_run(*targets: str, **variables: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     assignments = [f"{key}={value}" for key, value in variables.items()]
-    proc = subprocess.run(["make", "-n", *targets, *assignments], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=60)
+    # Under an outer make (CI runs `make test`), MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+    env = {key: value for key, value in os.environ.items() if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *targets, *assignments],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()
 

@@ -33,13 +33,17 @@ def _trainer(tmp_path: Path, model_dir: Path, *overrides: str) -> Trainer:
 
 
 def _loss_and_grads(trainer: Trainer, pooling: str, precision: torch.dtype | None = None):
-    step = trainer.step
+    step = trainer.parts.step
     step.pooling, step.autocast_dtype = pooling, precision
-    trainer.model.zero_grad()
-    batch = make_batch(trainer.data.table, trainer.data.rows, np.arange(6), trainer.tokenizer.pad_id)
-    out = step.forward(batch, trainer.schedule.loss_weights(10, trainer.schedule.phase(1)))
+    trainer.parts.model.zero_grad()
+    batch = make_batch(
+        trainer.parts.data.table, trainer.parts.data.rows, np.arange(6), trainer.parts.tokenizer.pad_id
+    )
+    out = step.forward(batch, trainer.parts.schedule.loss_weights(10, trainer.parts.schedule.phase(1)))
     out.total.backward()
-    grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    grads = {
+        n: p.grad.detach().clone() for n, p in trainer.parts.model.named_parameters() if p.grad is not None
+    }
     return out, grads
 
 
@@ -102,8 +106,8 @@ def test_compiled_normaliser_of_the_real_tokenizer_gives_the_same_ids(me5_dir: P
 
 def test_batches_pad_queries_and_documents_separately(tiny_model_dir: Path, tmp_path: Path):
     trainer = _trainer(tmp_path, tiny_model_dir)
-    data = trainer.data
-    batch = make_batch(data.table, data.rows, np.arange(4), trainer.tokenizer.pad_id)
+    data = trainer.parts.data
+    batch = make_batch(data.table, data.rows, np.arange(4), trainer.parts.tokenizer.pad_id)
     assert batch.query_ids.shape[0] == 4 and batch.doc_ids.shape[0] == 8
     longest_query = max(len(data.table.row(r)) for r in batch.query_rows)
     assert batch.query_ids.shape[1] == longest_query < batch.doc_ids.shape[1]
@@ -114,9 +118,9 @@ def test_in_batch_false_negatives_are_the_same_query_or_the_same_positive(
     tiny_model_dir: Path, tmp_path: Path
 ):
     trainer = _trainer(tmp_path, tiny_model_dir)
-    data = trainer.data
+    data = trainer.parts.data
     # write_triplets cycles six pairs: triplets 0 and 6 share query and positive
-    batch = make_batch(data.table, data.rows, np.array([0, 1, 6]), trainer.tokenizer.pad_id)
+    batch = make_batch(data.table, data.rows, np.array([0, 1, 6]), trainer.parts.tokenizer.pad_id)
     mask = batch.false_negatives().numpy()
     assert mask.shape == (3, 6)
     assert mask[0, 2] and mask[2, 0]  # the other copy's positive answers the query
@@ -130,8 +134,8 @@ def test_in_batch_false_negatives_are_the_same_query_or_the_same_positive(
 
 def test_token_ids_are_computed_once_and_reused(tiny_model_dir: Path, tmp_path: Path, monkeypatch):
     first = _trainer(tmp_path, tiny_model_dir)
-    assert first.data.cache.folder == tmp_path / ".splade-cache"
-    entries = set(first.data.cache.folder.glob("tokens-*.npz"))  # training and validation triplets
+    assert first.parts.data.cache.folder == tmp_path / ".splade-cache"
+    entries = set(first.parts.data.cache.folder.glob("tokens-*.npz"))  # training and validation triplets
     assert len(entries) == 2
 
     def no_tokenizing(*args, **kwargs):  # noqa: ANN002, ANN003
@@ -139,12 +143,12 @@ def test_token_ids_are_computed_once_and_reused(tiny_model_dir: Path, tmp_path: 
 
     monkeypatch.setattr(batches_module, "tokenize_table", no_tokenizing)
     again = _trainer(tmp_path, tiny_model_dir)
-    assert np.array_equal(again.data.table.ids, first.data.table.ids)
+    assert np.array_equal(again.parts.data.table.ids, first.parts.data.table.ids)
     # a changed training file is a new cache entry, not a stale one
     write_triplets(tmp_path / "train.jsonl", 30, seed=3)
     monkeypatch.setattr(batches_module, "tokenize_table", tokenize_table)
-    TrainingData.load(again.config, again.tokenizer)
-    assert len(set(first.data.cache.folder.glob("tokens-*.npz")) - entries) == 1
+    TrainingData.load(again.config, again.parts.tokenizer)
+    assert len(set(first.parts.data.cache.folder.glob("tokens-*.npz")) - entries) == 1
 
 
 def test_vectorised_document_frequencies_equal_a_count_per_text(tiny_model_dir: Path):
@@ -163,10 +167,10 @@ def test_teacher_embeddings_are_stored_and_reused(tiny_model_dir: Path, tmp_path
     """Precomputed and lazy teacher scores agree; a second run reads the store and loads no teacher."""
     teacher = f"loss.teacher={{name: {me5_dir}, precompute: all}}"
     first = _trainer(tmp_path, tiny_model_dir, "loss.lambda_kd=1.0", teacher)
-    assert first.teacher.embedded > 0 and list(first.data.cache.folder.glob("teacher-*.npz"))
-    data = first.data
+    assert first.parts.teacher.embedded > 0 and list(first.parts.data.cache.folder.glob("teacher-*.npz"))
+    data = first.parts.data
     queries, docs = data.rows.query[:4], np.concatenate([data.rows.positive[:4], data.rows.negative[:4]])
-    precomputed = first.teacher.scores(queries, docs)
+    precomputed = first.parts.teacher.scores(queries, docs)
     (tmp_path / "lazy").mkdir()
     lazy = _trainer(
         tmp_path / "lazy",
@@ -174,11 +178,11 @@ def test_teacher_embeddings_are_stored_and_reused(tiny_model_dir: Path, tmp_path
         "loss.lambda_kd=1.0",
         f"loss.teacher={{name: {me5_dir}, precompute: lazy}}",
     )
-    assert lazy.teacher.embedded == 0
-    torch.testing.assert_close(lazy.teacher.scores(queries, docs), precomputed, atol=2e-3, rtol=0)
+    assert lazy.parts.teacher.embedded == 0
+    torch.testing.assert_close(lazy.parts.teacher.scores(queries, docs), precomputed, atol=2e-3, rtol=0)
     again = _trainer(tmp_path, tiny_model_dir, "loss.lambda_kd=1.0", teacher)
-    assert again.teacher.embedded == 0 and again.teacher._model is None
-    torch.testing.assert_close(again.teacher.scores(queries, docs), precomputed, atol=2e-3, rtol=0)
+    assert again.parts.teacher.embedded == 0 and again.parts.teacher._model is None
+    torch.testing.assert_close(again.parts.teacher.scores(queries, docs), precomputed, atol=2e-3, rtol=0)
 
 
 def test_each_phase_trains_at_its_multiplier_after_the_warm_up(tiny_model_dir: Path, tmp_path: Path):
@@ -214,7 +218,7 @@ def test_source_caps_bound_the_pool_and_the_mix_is_reported(tiny_model_dir: Path
         "data.source_caps={big: 12}",
         "data.val_files=[]",
     )
-    mix = trainer.data.mix()
+    mix = trainer.parts.data.mix()
     assert mix["rows"] == 40 and mix["pool_rows"] == 22
     assert mix["source"]["big"] == {"rows": 30, "pool_rows": 12, "pool_fraction": round(12 / 22, 4)}
     result = trainer.run()
@@ -232,30 +236,32 @@ def test_lexical_start_makes_a_text_start_from_its_own_tokens(tiny_model_dir: Pa
     from splade.model import SpladeModel
     from splade.model.lexical_start import lexical_start
 
-    model = SpladeModel.from_pretrained(tiny_model_dir)
+    model = SpladeModel.from_pretrained(tiny_model_dir).eval()
     text = "당뇨병 치료 방법"
     own = set(model.tokenizer(text)["input_ids"]) - set(model.tokenizer.all_special_ids)
     before = model.encode([text])[0]
     report = lexical_start(model, TINY_TEXTS, keep_own=0.9)
-    after = model.encode([text])[0]
+    after = model.eval().encode([text])[0]
     active = set(torch.nonzero(after).flatten().tolist())
     assert report.own_token_top1 > 0.5 and report.own_terms_active >= 0.8, report
     assert len(own & active) >= len(own) - 1 and len(active) < (before > 0).sum(), (own, active)
     trainer = _trainer(tmp_path, tiny_model_dir, "model.init=lexical", "model.lexical_keep=0.9")
-    assert trainer.lexical.own_terms_active >= 0.8 and "lexical start" in trainer.setup_seconds
+    assert trainer.parts.lexical.own_terms_active >= 0.8 and "lexical start" in trainer.parts.setup_seconds
 
 
 def test_lexical_start_is_kept_and_read_back(tiny_model_dir: Path, tmp_path: Path, monkeypatch):
     import splade.model.lexical_start as lexical
 
     first = _trainer(tmp_path, tiny_model_dir, "model.init=lexical")
-    assert list(first.data.cache.folder.glob("lexical-*.npz"))
+    assert list(first.parts.data.cache.folder.glob("lexical-*.npz"))
 
     def no_fit(*args, **kwargs):  # noqa: ANN002, ANN003
         raise AssertionError("fitted again")
 
     monkeypatch.setattr(lexical, "lexical_start", no_fit)
     again = _trainer(tmp_path, tiny_model_dir, "model.init=lexical")
-    assert again.lexical.decoder_bias == pytest.approx(first.lexical.decoder_bias)
-    for (name, a), b in zip(first.model.named_parameters(), again.model.parameters(), strict=True):
+    assert again.parts.lexical.decoder_bias == pytest.approx(first.parts.lexical.decoder_bias)
+    for (name, a), b in zip(
+        first.parts.model.named_parameters(), again.parts.model.parameters(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)

@@ -10,40 +10,30 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
 from splade.atomic import atomic_dir, write_json
-from splade.config import DevConfig, TrainConfig
+from splade.config import TrainConfig
 from splade.errors import SpladeError
-from splade.model import SpladeModel, model_identity
-from splade.model.pooling import default_pooling
-from splade.model.tokenization import TextTokenizer
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.batches import make_batch
-from splade.trainer.cache import files_fingerprint, key_of
 from splade.trainer.curriculum import PhaseSettings
-from splade.trainer.dev_eval import DevEvaluator
-from splade.trainer.distill import TeacherScores
 from splade.trainer.distributed import Distributed
-from splade.trainer.losses import SpladeLoss, similarity
+from splade.trainer.losses import similarity
 from splade.trainer.metrics import ProgressBar, ScalarLogger, ranking_stats, sparsity_stats
 from splade.trainer.sampler import epoch_indices
-from splade.trainer.schedule import Schedule
 from splade.trainer.selection import Selection
-from splade.trainer.step import RunningMeans, TrainStep
-from splade.trainer.training_data import TrainingData
+from splade.trainer.setup import build_run, resolve_device, seed_everything
+from splade.trainer.step import RunningMeans
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -61,34 +51,6 @@ class TrainResult:
     is_main: bool = True  # rank 0 of a run on several processes (the one that wrote the outputs)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise SpladeError(f"training.device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpladeError("training.device: CUDA is not available on this machine")
-    return device
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases and normalisation weights."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 class Trainer:
     """One training run; `train()` below is the entry point."""
 
@@ -100,7 +62,6 @@ class Trainer:
         self.out = config.output.dir
         self.checkpoint = checkpoint
         self.step_callback = step_callback
-        self.setup_seconds: dict[str, float] = {}
         started = time.perf_counter()
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
         seed_everything(self.cfg_t.seed)
@@ -110,175 +71,33 @@ class Trainer:
         self.dist = Distributed.from_environment()
         self.is_main = self.dist.is_main
         self.device = self.dist.device(resolve_device(self.cfg_t.device))
-        self._timed("model", self._load_model)
-        self.tokenizer = TextTokenizer(self.model.tokenizer)
-        with self.dist.main_first():  # rank 0 fills the caches the others then read
-            self.data = self._timed("data", lambda: TrainingData.load(config, self.tokenizer))
-            init = config.model.init
-            if checkpoint is None and (init == "lexical" or (init == "auto" and self.model.head_built)):
-                self._timed("lexical start", self._lexical_start)
-            self._timed("loss", self._build_loss)
-            self._timed("teacher", self._build_teacher)
-        self.dev = self._timed(
-            "dev sets", lambda: DevEvaluator(config.dev if self.is_main else DevConfig(), self.cfg_t.seed)
-        )
-        self._build_optimizer()
-        self.val_rows = self._validation_batches()
-        self.state = ckpt.TrainerState(skipped_lines=self.data.dataset.skipped)
+        self.parts = build_run(config, checkpoint, self.dist, self.device)
+        parts = self.parts
+        self.state = ckpt.TrainerState(skipped_lines=parts.data.dataset.skipped)
         self.resume_settings = ckpt.resume_settings(config)
         if checkpoint is not None:
             ckpt.warn_if_settings_changed(checkpoint, self.resume_settings)
-            ckpt.load_optim_states(checkpoint, self.optimizer, self.scheduler, self.scaler, self.device)
+            ckpt.load_optim_states(checkpoint, parts.optimizer, parts.scheduler, parts.scaler, self.device)
             self.state = ckpt.load_trainer_state(checkpoint)  # restores RNG states last
             log.info("resuming from %s (step %d)", checkpoint, self.state.global_step)
         self.selection = Selection(
             self.state, self.cfg_t.early_stopping_patience or 0, self.cfg_t.early_stopping_min_delta
         )
-        self.setup_seconds["total"] = time.perf_counter() - started
-
-    def _timed(self, what: str, build: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        value = build()
-        self.setup_seconds[what] = time.perf_counter() - started
-        return value
-
-    # ---- setup -------------------------------------------------------------------------------------
-    def _load_model(self) -> None:
-        cfg = self.config.model
-        source = self.checkpoint / "model" if self.checkpoint is not None else cfg.name
-        self.model = SpladeModel.from_pretrained(
-            source, max_length=self.config.data.max_length, dropout=cfg.dropout, dtype=DTYPES[cfg.dtype]
-        )
-        self.model.max_length = self.config.data.max_length
-        self.model.use_expansion = cfg.use_expansion
-        self.model.similarity = self.config.loss.similarity
-        self.model.to(self.device).train()
-        if self.cfg_t.compile:
-            self.model.mlm.compile(dynamic=True)
-        pooling = self.cfg_t.pooling
-        self.pooling = default_pooling(self.device) if pooling == "auto" else pooling
-
-    def _lexical_start(self) -> None:
-        """Refit the MLM head so training starts from each text's own tokens (a fresh run only); the fit is
-        kept in the cache, so a rerun on the same data and backbone reads it."""
-        from splade.model.lexical_start import head_arrays, lexical_start, restore_head
-
-        cfg = self.config.model
-        key = key_of(
-            model_identity(cfg.name),
-            self.data.files_key,
-            cfg.lexical_texts,
-            cfg.lexical_keep,
-            self.config.data.max_length,
-            self.cfg_t.seed,
-        )
-        cached = self.data.cache.load(f"lexical-{key}")
-        if cached is not None:
-            self.lexical = restore_head(self.model, cached)
-            return
-        rows = self.data.rows
-        rng = np.random.default_rng(self.cfg_t.seed)
-        picked = rng.choice(
-            self.data.pool, size=min(len(self.data.pool), cfg.lexical_texts // 2), replace=False
-        )
-        texts = [
-            self.data.table.texts[r] for r in np.concatenate([rows.query[picked], rows.positive[picked]])
-        ]
-        self.lexical = lexical_start(self.model, texts, keep_own=cfg.lexical_keep)
-        self.data.cache.save(f"lexical-{key}", **head_arrays(self.model, self.lexical))
-
-    def _build_loss(self) -> None:
-        cfg = self.config.loss
-        weights = (
-            self.data.idf_weights(self.config, self.tokenizer, self.model.vocab_size)
-            if cfg.use_idf_weighting
-            else None
-        )
-        self.loss_fn = SpladeLoss(cfg, weights).to(self.device)
-
-    def _build_teacher(self) -> None:
-        cfg = self.config.loss
-        self.teacher: TeacherScores | None = None
-        if cfg.lambda_kd <= 0 or cfg.teacher is None:
-            return
-        self.teacher = TeacherScores(cfg.teacher, self.data.table.texts, self.data.cache, self.device)
-        mode = cfg.teacher.precompute
-        if mode == "all" or (mode == "auto" and self.device.type == "cuda"):
-            rows = self.data.rows
-            pool = self.data.pool
-            self.teacher.precompute(
-                rows.query[pool], np.concatenate([rows.positive[pool], rows.negative[pool]])
-            )
-            log.info(
-                "teacher: embedded %d texts in %.1f s (one-time; cached in %s)",
-                self.teacher.embedded,
-                self.teacher.seconds,
-                self.data.cache.folder,
-            )
-
-    def _build_optimizer(self) -> None:
-        t, data = self.cfg_t, self.config.data
-        self.epoch_size = data.epoch_size or len(self.data.pool)
-        self.micro_batches = max(1, self.epoch_size // data.batch_size)
-        self.steps_per_epoch = math.ceil(self.micro_batches / t.gradient_accumulation_steps)
-        self.schedule = Schedule(self.config, self.steps_per_epoch)
-        on_gpu = self.device.type == "cuda"
-        fused = {"fused": True} if on_gpu else {}
-        self.optimizer = torch.optim.AdamW(
-            _param_groups(self.model, t.weight_decay), lr=t.learning_rate, **fused
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule.lr_factor)
-        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision) if on_gpu else None
-        self.scaler = torch.amp.GradScaler("cuda") if on_gpu and t.mixed_precision == "fp16" else None
-        self.step = TrainStep(
-            self.model,
-            self.loss_fn,
-            self.optimizer,
-            self.scheduler,
-            self.scaler,
-            self.pooling,
-            autocast,
-            t.max_grad_norm,
-            self.teacher,
-            self.config.loss.mask_false_negatives,
-            self.dist,
-        )
-
-    def _validation_batches(self) -> list[Any]:
-        files = self.config.data.val_files
-        if not files:
-            return []
-        from splade.data.triplets import load_triplets
-        from splade.trainer.batches import tokenized_triplets
-
-        val = load_triplets(files, self.config.data.skip_invalid)
-        table, rows = tokenized_triplets(
-            val,
-            self.tokenizer,
-            self.config.data.max_length,
-            self.data.cache,
-            key_of(files_fingerprint(files), self.config.data.skip_invalid),
-        )
-        size = self.config.data.batch_size
-        pad = self.tokenizer.pad_id
-        return [
-            make_batch(table, rows, np.arange(s, min(len(val), s + size)), pad)
-            for s in range(0, len(val), size)
-        ]
+        parts.setup_seconds["total"] = time.perf_counter() - started
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, phase: PhaseSettings, with_dev: bool = True) -> dict[str, float]:
         """Validation triplets (loss, in-batch ranking, sparsity), then the dev sets' retrieval metric."""
         results: dict[str, float] = {}
-        if self.val_rows:
-            self.model.eval()
+        if self.parts.val_batches:
+            self.parts.model.eval()
             means = RunningMeans(device=self.device)
-            weights = self.schedule.loss_weights(self.state.global_step, phase)
-            for batch in self.val_rows:
+            weights = self.parts.schedule.loss_weights(self.state.global_step, phase)
+            for batch in self.parts.val_batches:
                 batch = batch.to(self.device)
-                out = self.step.forward(batch, weights, with_teacher=False, gather=False)
-                q, docs = self.step.last
+                out = self.parts.step.forward(batch, weights, with_teacher=False, gather=False)
+                q, docs = self.parts.step.last
                 stats = {
                     "loss": out.total.detach(),
                     **{f"loss_{k}": v.detach() for k, v in out.components.items()},
@@ -290,10 +109,10 @@ class Trainer:
                         **{k: torch.tensor(v) for k, v in {**ranking, **sparsity_stats(q, docs)}.items()},
                     }
                 )
-            self.model.train()
+            self.parts.model.train()
             results.update(means.read())
-        if self.dev and with_dev:
-            results.update(self.dev.evaluate(self.model, self.pooling, self.device))
+        if self.parts.dev and with_dev:
+            results.update(self.parts.dev.evaluate(self.parts.model, self.parts.step.pooling, self.device))
         return results
 
     def _monitored(self, val: dict[str, float], train_stats: dict[str, float]) -> tuple[str, float]:
@@ -322,7 +141,7 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "train_config.json", self.config.model_dump(mode="json"))
-            write_json(self.out / "data_mix.json", self.data.mix())
+            write_json(self.out / "data_mix.json", self.parts.data.mix())
         tb = ScalarLogger(
             self.out / "tensorboard" if self.config.output.tensorboard and self.is_main else None,
             purge_step=state.global_step + 1 if self.checkpoint else None,
@@ -335,28 +154,34 @@ class Trainer:
             )
         last_ckpt: Path | None = self.checkpoint
         partial: dict[str, Any] | None = None
-        self.step.epoch = RunningMeans(state.epoch_sums, self.device)
+        self.parts.step.epoch = RunningMeans(state.epoch_sums, self.device)
         try:
             while state.epoch <= t.num_epochs and not finished and not state.stopped_early:
                 epoch = state.epoch
-                phase = self.schedule.phase(epoch)
+                phase = self.parts.schedule.phase(epoch)
                 order = epoch_indices(
-                    {k: self.data.values(k) for k in ("pair_type", "difficulty")},
+                    {k: self.parts.data.values(k) for k in ("pair_type", "difficulty")},
                     phase.focus,
-                    self.micro_batches * self.config.data.batch_size,
+                    self.parts.micro_batches * self.config.data.batch_size,
                     t.seed,
                     epoch,
                 )
-                batches = self.data.pool[order].reshape(self.micro_batches, -1)
+                batches = self.parts.data.pool[order].reshape(self.parts.micro_batches, -1)
                 started = time.time()
-                for b in range(state.batch_in_epoch, self.micro_batches):
+                for b in range(state.batch_in_epoch, self.parts.micro_batches):
                     local = self.dist.shard(batches[b])
                     batch = make_batch(
-                        self.data.table, self.data.rows, batches[b], self.tokenizer.pad_id, local
+                        self.parts.data.table,
+                        self.parts.data.rows,
+                        batches[b],
+                        self.parts.tokenizer.pad_id,
+                        local,
                     )
-                    weights = self.schedule.loss_weights(state.global_step, phase)
-                    boundary = (b + 1) % t.gradient_accumulation_steps == 0 or b + 1 == self.micro_batches
-                    self.step.micro_batch(batch.to(self.device), weights, self._group_size(b), boundary)
+                    weights = self.parts.schedule.loss_weights(state.global_step, phase)
+                    boundary = (
+                        b + 1
+                    ) % t.gradient_accumulation_steps == 0 or b + 1 == self.parts.micro_batches
+                    self.parts.step.micro_batch(batch.to(self.device), weights, self._group_size(b), boundary)
                     state.batch_in_epoch = b + 1
                     bar.update(phase.index)
                     if not boundary:
@@ -369,7 +194,7 @@ class Trainer:
                         break
                 if state.stopped_early:
                     break
-                if finished and state.batch_in_epoch < self.micro_batches:
+                if finished and state.batch_in_epoch < self.parts.micro_batches:
                     last_ckpt, partial = self._stop_mid_epoch(epoch, phase, started, tb, last_ckpt)
                     break
                 self._end_epoch(epoch, phase, started, tb)
@@ -387,11 +212,11 @@ class Trainer:
     ) -> Path | None:
         """The update, then what falls on this step: a log line, a checkpoint, a dev evaluation."""
         t, state = self.cfg_t, self.state
-        lr = self.scheduler.get_last_lr()[0]
-        self.step.optimizer_step()
+        lr = self.parts.scheduler.get_last_lr()[0]
+        self.parts.step.optimizer_step()
         state.global_step += 1
         every_step_check = self.device.type != "cuda"  # a sync per step costs nothing on a CPU
-        if every_step_check and not self.step.is_finite():
+        if every_step_check and not self.parts.step.is_finite():
             self._fail_non_finite(epoch)
         if state.global_step % t.logging_steps == 0 or state.global_step == 1:
             self._log_step(epoch, phase, lr, tb, bar)
@@ -407,15 +232,15 @@ class Trainer:
     def _log_step(
         self, epoch: int, phase: PhaseSettings, lr: float, tb: ScalarLogger, bar: ProgressBar
     ) -> None:
-        if not self.step.is_finite():
+        if not self.parts.step.is_finite():
             self._fail_non_finite(epoch)
         state = self.state
-        window = self.step.read_window()
-        q, docs = self.step.last
-        weights = self.schedule.loss_weights(state.global_step - 1, phase)
+        window = self.parts.step.read_window()
+        q, docs = self.parts.step.last
+        weights = self.parts.schedule.loss_weights(state.global_step - 1, phase)
         scalars = {
             "train/learning_rate": lr,
-            "train/gradient_norm": float(self.step.grad_norm),
+            "train/gradient_norm": float(self.parts.step.grad_norm),
             "train/temperature": phase.temperature,
             "train/lambda_infonce": phase.lambda_infonce,
             "train/phase": phase.index,
@@ -454,22 +279,22 @@ class Trainer:
                 "best_metric": state.best_metric,
                 "best_step": state.best_step,
                 "monitored": state.monitored,
-                "train_examples": len(self.data.dataset),
-                "pool_examples": len(self.data.pool),
-                "val_examples": sum(len(b) for b in self.val_rows),
-                "setup_seconds": {k: round(v, 2) for k, v in self.setup_seconds.items()},
+                "train_examples": len(self.parts.data.dataset),
+                "pool_examples": len(self.parts.data.pool),
+                "val_examples": sum(len(b) for b in self.parts.val_batches),
+                "setup_seconds": {k: round(v, 2) for k, v in self.parts.setup_seconds.items()},
             },
             is_main=self.is_main,
         )
 
     def _total_micro_batches(self) -> int:
-        total = self.micro_batches * self.cfg_t.num_epochs
+        total = self.parts.micro_batches * self.cfg_t.num_epochs
         if self.cfg_t.max_steps:
             total = min(total, self.cfg_t.max_steps * self.cfg_t.gradient_accumulation_steps)
         return total
 
     def _done_micro_batches(self) -> int:
-        return (self.state.epoch - 1) * self.micro_batches + self.state.batch_in_epoch
+        return (self.state.epoch - 1) * self.parts.micro_batches + self.state.batch_in_epoch
 
     def _reached_max_steps(self) -> bool:
         return bool(self.cfg_t.max_steps and self.state.global_step >= self.cfg_t.max_steps)
@@ -477,7 +302,7 @@ class Trainer:
     def _group_size(self, b: int) -> int:
         """Micro-batches in the accumulation group of micro-batch `b`; the epoch's last group may be short."""
         steps = self.cfg_t.gradient_accumulation_steps
-        return min(steps, self.micro_batches - b // steps * steps)
+        return min(steps, self.parts.micro_batches - b // steps * steps)
 
     # ---- evaluations, selection, history ------------------------------------------------------------
     def _evaluate(
@@ -486,7 +311,7 @@ class Trainer:
         """Validation and dev metrics now, and the monitored value (lower is better)."""
         val = self.validate(phase, with_dev)
         tb.log({(k if "/" in k else f"val/{k}"): v for k, v in val.items()}, self.state.global_step)
-        monitored, metric = self._monitored(val, self.step.epoch.read())
+        monitored, metric = self._monitored(val, self.parts.step.epoch.read())
         return {
             "epoch": epoch,
             "global_step": self.state.global_step,
@@ -498,7 +323,7 @@ class Trainer:
 
     @property
     def _dev_every_steps(self) -> bool:
-        return bool(self.dev and self.config.dev.every_steps)
+        return bool(self.parts.dev and self.config.dev.every_steps)
 
     def _select(self, record: dict[str, Any], phase: PhaseSettings) -> bool:
         """Keep the best model and count towards early stopping; True when this evaluation is the best."""
@@ -548,7 +373,7 @@ class Trainer:
         self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger
     ) -> dict[str, Any]:
         """Evaluate and summarise the epoch so far as one history entry (without its `best` flag)."""
-        train_stats = self.step.epoch.read()
+        train_stats = self.parts.step.epoch.read()
         tb.log({f"epoch/train_{k}": v for k, v in train_stats.items()}, epoch)
         return {
             **self._evaluate(epoch, phase, tb, with_dev=not self._dev_every_steps),
@@ -556,7 +381,7 @@ class Trainer:
             "temperature": phase.temperature,
             "lambda_infonce": phase.lambda_infonce,
             "lr_multiplier": phase.lr_multiplier,
-            "learning_rate": self.scheduler.get_last_lr()[0],
+            "learning_rate": self.parts.scheduler.get_last_lr()[0],
             "train": train_stats,
             "seconds": round(time.time() - started, 3),
         }
@@ -572,7 +397,7 @@ class Trainer:
             self._write_history(state.history)
         state.stopped_early = self.dist.broadcast_flag(state.stopped_early)
         state.epoch, state.batch_in_epoch, state.epoch_sums = epoch + 1, 0, {}
-        self.step.epoch = RunningMeans(device=self.device)
+        self.parts.step.epoch = RunningMeans(device=self.device)
 
     def _stop_mid_epoch(
         self, epoch: int, phase: PhaseSettings, started: float, tb: ScalarLogger, last_ckpt: Path | None
@@ -591,26 +416,26 @@ class Trainer:
             self.cfg_t.max_steps,
             epoch,
             state.batch_in_epoch,
-            self.micro_batches,
+            self.parts.micro_batches,
         )
         return last_ckpt, record
 
     def _save(self, phase: PhaseSettings) -> Path:
         """A checkpoint of the run's position (written by rank 0; the others wait for it)."""
-        if not self.step.is_finite():
+        if not self.parts.step.is_finite():
             self._fail_non_finite(self.state.epoch)
-        self.state.epoch_sums = self.step.epoch.state()
+        self.state.epoch_sums = self.parts.step.epoch.state()
         if not self.is_main:
             self.dist.barrier()
             return self.out / f"checkpoint_{self.state.global_step}"
-        if self.teacher is not None:
-            self.teacher.flush()
+        if self.parts.teacher is not None:
+            self.parts.teacher.flush()
         path = ckpt.save_checkpoint(
             self.out,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            self.scaler,
+            self.parts.model,
+            self.parts.optimizer,
+            self.parts.scheduler,
+            self.parts.scaler,
             self.state,
             {
                 "phase": phase.index,
@@ -629,7 +454,7 @@ class Trainer:
 
     def _save_best(self) -> None:
         with atomic_dir(self.out / "best_model") as tmp:
-            self.model.save_pretrained(tmp)
+            self.parts.model.save_pretrained(tmp)
 
 
 def find_checkpoint(config: TrainConfig, resume: bool, resume_from: Path | None) -> Path | None:
