@@ -140,3 +140,15 @@ def test_term_sets_share_a_vocabulary() -> None:
     size = len(vocabulary)
     assert average_terms(docs) == 1.5
     assert flops(widen(queries, size), widen(docs, size)) == pytest.approx(0.5)
+
+
+def test_the_progress_bar_shows_the_learning_rate_every_step_and_keeps_the_last_logged_loss() -> None:
+    from splade.trainer.metrics import ProgressBar
+
+    bar = ProgressBar(total=10, done=0, enabled=False)
+    bar.update(phase=1)
+    bar.show(lr=0.0, loss=50.6)
+    bar.update(phase=1)
+    bar.show(lr=2e-6)
+    assert bar.postfix == {"phase": "1", "loss": "50.600", "lr": "2.00e-06"}
+    bar.close()

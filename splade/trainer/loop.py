@@ -220,6 +220,8 @@ class Trainer:
             self._fail_non_finite(epoch)
         if state.global_step % t.logging_steps == 0 or state.global_step == 1:
             self._log_step(epoch, phase, lr, tb, bar)
+        else:
+            bar.show(lr=lr)
         if t.save_steps and state.global_step % t.save_steps == 0:
             last_ckpt = self._save(phase)
         every = self.config.dev.every_steps
@@ -251,7 +253,7 @@ class Trainer:
             **{f"train/{k}": v for k, v in sparsity_stats(q, docs).items()},
         }
         tb.log(scalars, state.global_step)
-        bar.show(loss=window.get("loss", float("nan")), lr=lr)
+        bar.show(lr=lr, loss=window.get("loss", float("nan")))
         log.info(
             "step %d epoch %d loss %.4f lr %.3g", state.global_step, epoch, window.get("loss", math.nan), lr
         )

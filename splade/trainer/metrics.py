@@ -38,7 +38,7 @@ def ranking_stats(scores: Tensor, n_queries: int) -> dict[str, float]:
 
 class ProgressBar:
     """One bar for the run: micro-batches done of those the run will do (`max_steps` included), with the
-    phase, and the loss and learning rate of the last log line."""
+    phase, the learning rate, and the loss of the last log line."""
 
     def __init__(self, total: int, done: int, enabled: bool = True) -> None:
         self.bar = tqdm(total=total, initial=min(done, total), desc="train", unit="batch", dynamic_ncols=True,
@@ -51,8 +51,11 @@ class ProgressBar:
             self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.update(1)
 
-    def show(self, loss: float, lr: float) -> None:
-        self.postfix.update(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+    def show(self, lr: float, loss: float | None = None) -> None:
+        """The current learning rate (known every step); the loss only where it was read (a log step)."""
+        if loss is not None:
+            self.postfix["loss"] = f"{loss:.3f}"
+        self.postfix["lr"] = f"{lr:.2e}"
         self.bar.set_postfix(self.postfix, refresh=False)
 
     def close(self) -> None:
