@@ -114,18 +114,27 @@ def _rank(rank: int, port: int, config_overrides: list[str], out: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
-def test_two_processes_give_the_loss_and_gradients_of_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("distillation", [False, True], ids=["no-kd", "kd"])
+def test_two_processes_give_the_loss_and_gradients_of_one(
+    tiny_model_dir: Path, tmp_path: Path, distillation: bool, request: pytest.FixtureRequest
+) -> None:
     """One global batch of 4 on one process, and split 2 + 2 over two gloo processes: the same loss (every
-    component, in-batch negatives and FLOPS over all 4) and the same gradients (DDP's average included)."""
+    component, in-batch negatives and FLOPS over all 4, the teacher's scores over the global batch) and the
+    same gradients (DDP's average included)."""
     import socket
 
-    overrides = _overrides(tmp_path, tiny_model_dir, "out")
+    extra = []
+    if distillation:  # the dense teacher scores the global batch; each process embeds lazily
+        teacher = request.getfixturevalue("me5_dir")
+        extra = ["loss.lambda_kd=1.0", f"loss.teacher={{name: {teacher}, max_length: 32, precompute: lazy}}"]
+    overrides = _overrides(tmp_path, tiny_model_dir, "out", *extra)
     _one_step(overrides, tmp_path / "single.pt")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     torch.multiprocessing.spawn(_rank, args=(port, overrides, tmp_path / "double.pt"), nprocs=2)
     single, double = torch.load(tmp_path / "single.pt"), torch.load(tmp_path / "double.pt")
+    assert (single["loss"].get("loss_kd", 0.0) > 0) == distillation
     for name, value in single["loss"].items():
         assert double["loss"][name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
     assert single["grads"].keys() == double["grads"].keys()

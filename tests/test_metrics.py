@@ -152,3 +152,15 @@ def test_the_progress_bar_shows_the_learning_rate_every_step_and_keeps_the_last_
     bar.show(lr=2e-6)
     assert bar.postfix == {"phase": "1", "loss": "50.600", "lr": "2.00e-06"}
     bar.close()
+
+
+def test_in_batch_mrr_counts_a_tie_against_the_positive() -> None:
+    """An all-zero query ties every candidate: its positive ranks last (MRR 1/2B), not first."""
+    import torch
+
+    from splade.trainer.metrics import ranking_stats
+
+    scores = torch.tensor([[3.0, 1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 0.0]])  # [B, 2B]: positives, then negatives
+    stats = ranking_stats(scores, n_queries=2)
+    assert stats["mrr"] == pytest.approx((1.0 + 1.0 / 4) / 2)
+    assert stats["accuracy"] == pytest.approx(0.5)
