@@ -17,6 +17,11 @@ per document) and each model's dev curve; reports, runs and logs stay under `--o
 
     python benchmarks/bench_quality.py [--device cpu|cuda] [--steps 200] [--batch 16] [--full]
                                        [--variant NAME=OVERRIDES ...] [--max-queries N] [--no-peer]
+                                       [--corpus own|merged|both] [--reuse]
+
+`--reuse` resumes each training under `--out` (a finished one returns at once) and keeps the finished
+sentence-transformers model and exports there, to redo the evaluation without retraining;
+`--corpus own` skips the merged-corpus evaluation, which on a CPU takes as long again.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ def run(command: list[str], log: Path) -> None:
     print(f"  done in {time.perf_counter() - started:.0f} s (log {log})", flush=True)
 
 
+def reusable(args: argparse.Namespace, path: Path) -> bool:
+    """With --reuse, a finished model or export under --out (its last file written) is kept, and said so."""
+    if args.reuse and path.exists():
+        print(f"reusing {path}", flush=True)
+        return True
+    return False
+
+
 def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> Path:
     out = args.out / name
     settings = [
@@ -69,6 +82,8 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
             "training.early_stopping_patience=null",  # every model trains the same steps
         ]
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
+    if args.reuse:  # a killed training continues from its last checkpoint; a finished one returns at once
+        command.append("--resume")
     for override in [*settings, *overrides]:
         command += ["--set", override]
     run(command, args.out / f"train-{name}.log")
@@ -77,6 +92,8 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
 
 def train_peer(args: argparse.Namespace) -> Path:
     out = args.out / PEER
+    if reusable(args, out / "modules.json"):
+        return out
     command = [
         sys.executable,
         __file__,
@@ -149,6 +166,8 @@ def peer_worker(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace, name: str, model: Path) -> Path:
     """The ONNX export users serve (with its parity check)."""
     out = args.out / f"{name}-onnx"
+    if reusable(args, out / "model.onnx"):
+        return out
     run(
         [sys.executable, "-m", "splade", "export", str(model), "--out", str(out)],
         args.out / f"export-{name}.log",
@@ -181,8 +200,10 @@ def _systems(results: dict) -> dict[str, dict[str, dict]]:
     return table
 
 
-def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
-    own_rows, merged_rows = _systems(own), _systems(merged)
+def print_table(args: argparse.Namespace, results: dict[str, dict]) -> None:
+    """NDCG@10 for each set on each evaluated corpus; Recall@1000 on the merged corpus when it was run."""
+    rows = {corpus: _systems(result) for corpus, result in results.items()}
+    recall_corpus = "merged" if "merged" in rows else "own"
     print()
     budget = (
         "full v23 schedule"
@@ -191,20 +212,22 @@ def print_table(args: argparse.Namespace, own: dict, merged: dict) -> None:
     )
     print(
         f"retrieval quality on the dev splits ({args.device}; SPLADE models: {budget}; "
-        f"{args.max_queries or 'all'} queries a set)"
+        f"{args.max_queries or 'all'} queries a set; R@1000 on the {recall_corpus} corpus)"
     )
     sets = [path.name for path in args.datasets]
-    header = f"{'system':22}" + "".join(f" {s + ' own':>15} {s + ' merged':>18}{'R@1000':>8}" for s in sets)
+    header = f"{'system':22}"
+    for name in sets:
+        header += "".join(f" {name + ' ' + corpus:>{len(name) + 8}}" for corpus in rows) + f"{'R@1000':>8}"
     print(header + f"{'q terms':>9}{'d terms':>9}")
-    for system, by_set in own_rows.items():
+    for system in next(iter(rows.values())):
         cells = ""
         for name in sets:
-            a = by_set.get(name, {}).get("metrics", {}).get("ndcg@10", float("nan"))
-            merged_result = merged_rows.get(system, {}).get(name, {})
-            b = merged_result.get("metrics", {}).get("ndcg@10", float("nan"))
-            recall = merged_result.get("metrics", {}).get("recall@1000", float("nan"))
-            cells += f" {a:15.3f} {b:18.3f}{recall:8.3f}"
-        efficiency = next(iter(merged_rows.get(system, by_set).values()))["efficiency"]
+            for by_system in rows.values():
+                metrics = by_system.get(system, {}).get(name, {}).get("metrics", {})
+                cells += f" {metrics.get('ndcg@10', float('nan')):{len(name) + 8}.3f}"
+            metrics = rows[recall_corpus].get(system, {}).get(name, {}).get("metrics", {})
+            cells += f"{metrics.get('recall@1000', float('nan')):8.3f}"
+        efficiency = next(iter(rows[recall_corpus][system].values()))["efficiency"]
         terms = f"{efficiency['avg_query_terms']:9.1f}{efficiency['avg_doc_terms']:9.1f}"
         print(f"{system:22}{cells}{terms}")
     print(
@@ -270,6 +293,10 @@ def main() -> None:
     parser.add_argument("--dev-queries", type=int, default=50, help="dev queries a set while training")
     parser.add_argument("--dev-documents", type=int, default=300, help="dev documents a set while training")
     parser.add_argument("--datasets", type=Path, nargs="+", default=DEV_SETS, help="BEIR dev sets")
+    parser.add_argument("--corpus", choices=["own", "merged", "both"], default="both",
+                        help="evaluate each set against its own corpus, the merged corpus, or both")
+    parser.add_argument("--reuse", action="store_true",
+                        help="resume trainings and keep finished models and exports under --out")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_quality")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,8 +319,9 @@ def main() -> None:
     if not args.no_peer:
         trained[PEER] = train_peer(args)
     models = {name: export(args, name, path) for name, path in trained.items()}
-    own, merged = evaluate(args, models, merged=False), evaluate(args, models, merged=True)
-    print_table(args, own, merged)
+    corpora = ["own", "merged"] if args.corpus == "both" else [args.corpus]
+    results = {corpus: evaluate(args, models, merged=corpus == "merged") for corpus in corpora}
+    print_table(args, results)
     print_variants(args, ["splade-v23", *variants])
     print_curves(args, ["splade-v23", *variants])
 
