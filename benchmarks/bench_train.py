@@ -318,6 +318,9 @@ def main() -> None:
         sys.exit(f"no model at {args.model}: pass --model PATH (a masked-LM backbone)")
     args.triplets = ensure_triplets(args.triplets)
     rows = args.only or [r for r in [*VARIANTS, PEER] if gpu or r != "torch.compile"]
+    unknown = [r for r in rows if r not in VARIANTS and r != PEER]
+    if unknown:
+        sys.exit(f"--only: no row {unknown[0]!r}; the rows are: {', '.join([*VARIANTS, PEER])}")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-train-cache-") as cache:
         args.cache = Path(cache)  # cold for the first row; the rows after it read what it cached
