@@ -35,7 +35,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEV_SETS, KOREAN_TRIPLETS, ME5, REPO, ensure_triplets, sentence_transformers_splade
+from common import (
+    DEV_SETS,
+    KOREAN_TRIPLETS,
+    ME5,
+    REPO,
+    ensure_triplets,
+    sentence_transformers_splade,
+    sentence_transformers_step,
+)
 
 PEER = "sentence-transformers"
 
@@ -117,8 +125,6 @@ def train_peer(args: argparse.Namespace) -> Path:
 
 def peer_worker(args: argparse.Namespace) -> None:
     """sentence-transformers' SPLADE recipe on the same triplets, as its documentation trains it."""
-    import contextlib
-
     import torch
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
     from tqdm.auto import tqdm
@@ -142,24 +148,11 @@ def peer_worker(args: argparse.Namespace) -> None:
         optimizer,
         lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (args.steps - s) / max(1, args.steps - warmup)),
     )
-    precision = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else contextlib.nullcontext()
-    )
     model.train()
     for step in tqdm(range(args.steps), desc=PEER):
         batch = [rows[order[(step * args.batch + i) % len(rows)]] for i in range(args.batch)]
-        features = [
-            model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")
-        ]
-        features = [{k: v.to(args.device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
-        with precision:
-            losses = loss_fn(features, None)
-            loss = sum(losses.values()) if isinstance(losses, dict) else losses
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        sentence_transformers_step(model, loss_fn, optimizer, batch, args.device)
         schedule.step()
-        optimizer.zero_grad(set_to_none=True)
     model.save(str(args.out))
 
 

@@ -32,7 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import KOREAN_TRIPLETS, ME5, REPO, ensure_triplets, sentence_transformers_splade
+from common import (
+    KOREAN_TRIPLETS,
+    ME5,
+    REPO,
+    ensure_triplets,
+    sentence_transformers_splade,
+    sentence_transformers_step,
+)
 
 DEFAULT_MODEL = ME5
 DEFAULT_TRIPLETS = KOREAN_TRIPLETS
@@ -150,8 +157,6 @@ def run_splade(args: argparse.Namespace, overrides: list[str], out: Path) -> dic
 
 
 def run_peer(args: argparse.Namespace) -> dict[str, float]:
-    import contextlib
-
     import torch
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
 
@@ -169,24 +174,11 @@ def run_peer(args: argparse.Namespace) -> dict[str, float]:
     )
     fused = {"fused": True} if args.device == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, **fused)
-    precision = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else contextlib.nullcontext()
-    )
     clock = StepClock(args.device, args.warmup)
     total = args.warmup + 1 + args.steps
     for step in range(1, total + 1):
         batch = rows[(step - 1) * args.batch : step * args.batch]
-        features = [
-            model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")
-        ]
-        features = [{k: v.to(args.device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
-        with precision:
-            losses = loss_fn(features, None)
-            loss = sum(losses.values()) if isinstance(losses, dict) else losses
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        sentence_transformers_step(model, loss_fn, optimizer, batch, args.device)
         clock(step)
     timed = clock.marks[total] - clock.marks[args.warmup + 1]
     return {

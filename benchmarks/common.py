@@ -52,3 +52,23 @@ def sentence_transformers_splade(path: Path, max_length: int, device: str):  # n
         warnings.simplefilter("ignore")
         backbone = MLMTransformer(str(path), max_seq_length=max_length, model_args={"dtype": dtype})
     return SparseEncoder(modules=[backbone, SpladePooling(pooling_strategy="max")], device=device)
+
+
+def sentence_transformers_step(model, loss_fn, optimizer, batch: list, device: str) -> None:  # noqa: ANN001
+    """One optimizer step of sentence-transformers' SPLADE recipe on `batch` triplets (bf16 autocast on a
+    GPU), as its trainer does it: tokenize, loss, backward, clip to norm 1, step."""
+    import contextlib
+
+    import torch
+
+    features = [model.tokenize([getattr(r, col) for r in batch]) for col in ("query", "positive", "negative")]
+    features = [{k: v.to(device) if hasattr(v, "to") else v for k, v in f.items()} for f in features]
+    precision = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    with precision:
+        losses = loss_fn(features, None)
+        loss = sum(losses.values()) if isinstance(losses, dict) else losses
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+

@@ -123,3 +123,15 @@ def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int =
             *overrides,
         ],
     )
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train fastest on one thread (and do not fight other jobs on a shared 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

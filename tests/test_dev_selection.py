@@ -18,13 +18,7 @@ from splade.tiny import build_tiny_model
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.loop import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from splade.trainer.loop import Trainer, train
 from splade.trainer.schedule import Schedule
 from splade.trainer.training_data import TrainingData, capped_pool
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer(tmp_path: Path, model_dir: Path, *overrides: str) -> Trainer:

@@ -29,12 +29,7 @@ class Killed(Exception):
     """Stands in for the process being killed."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(tmp_path: Path, model_dir: Path, out: str, *extra: str):
