@@ -3,12 +3,16 @@
 Every backend shares the batching (sorted by length), pruning (top-k / threshold), the cosine
 normalisation of a model trained for cosine scores, and the token-id -> token-string table; a backend
 only implements `_encode_batch`.
+
+Queries and documents are encoded at their own lengths (`kind`). An inference-free model's queries never
+reach the backend: their vector is the weight table's entries for their own tokens.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,15 +25,23 @@ from splade.tokens import token_names
 from splade.windows import ENCODE_WINDOW
 
 
+TextKind = Literal["query", "document"]
+TEXT_KINDS = ("query", "document")
+QUERY_TABLE_BATCH = 256  # queries weighed at once by an inference-free model's table
+
+
 class Encoder(ABC):
     """Texts -> `SparseBatch`. Subclasses implement `_encode_batch` for one padded batch."""
 
     backend: str = "abstract"
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, model_name: str,
-                 similarity: Similarity = "dot") -> None:
+                 similarity: Similarity = "dot", query_max_length: int | None = None,
+                 query_weights: np.ndarray | None = None) -> None:
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = max_length  # documents
+        self.query_max_length = query_max_length or max_length
+        self.query_weights = query_weights  # an inference-free model's `[vocab]` query weight table
         self.model_name = model_name
         self.similarity = similarity
         self.text_tokenizer = TextTokenizer(tokenizer)
@@ -69,8 +81,10 @@ class Encoder(ABC):
         max_length: int | None = None,
         show_progress: bool = False,
         desc: str = "encoding",
+        kind: TextKind = "document",
     ) -> SparseBatch:
-        """Encode `texts`; keep weights above `threshold`, at most `top_k` a row.
+        """Encode `texts` (`kind`: queries or documents, each at its own length); keep weights above
+        `threshold`, at most `top_k` a row.
 
         Texts are taken `ENCODE_WINDOW` at a time, tokenized and sorted by length within the window and
         encoded in batches: a text's vector depends only on its window, so encoding a corpus whole or in
@@ -80,12 +94,43 @@ class Encoder(ABC):
         if not texts:
             return SparseBatch(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32),
                                self.vocab_size)
+        if kind not in TEXT_KINDS:
+            raise ValueError(f"kind must be one of {TEXT_KINDS}, not {kind!r}")
+        length = max_length or (self.query_max_length if kind == "query" else self.max_length)
+        if kind == "query" and self.query_weights is not None:
+            return self._weigh_queries(texts, length, top_k, threshold)
         parts: list[SparseBatch] = []
         with tqdm(total=len(texts), desc=desc, disable=not show_progress, unit="text") as bar:
             for start in range(0, len(texts), ENCODE_WINDOW):
                 window = texts[start:start + ENCODE_WINDOW]
-                parts.append(self._encode_window(window, batch_size, top_k, threshold, max_length, bar))
+                parts.append(self._encode_window(window, batch_size, top_k, threshold, length, bar))
         return SparseBatch.concat(parts)
+
+    def encode_queries(self, texts: Sequence[str], **options) -> SparseBatch:  # noqa: ANN003 - see encode
+        """`encode(texts, kind="query", ...)`."""
+        return self.encode(texts, kind="query", **options)
+
+    def encode_documents(self, texts: Sequence[str], **options) -> SparseBatch:  # noqa: ANN003 - see encode
+        """`encode(texts, kind="document", ...)`."""
+        return self.encode(texts, kind="document", **options)
+
+    def _weigh_queries(self, texts: list[str], max_length: int, top_k: int | None,
+                       threshold: float) -> SparseBatch:
+        """An inference-free model's queries: each own token weighs its table entry (no forward)."""
+        encoded = self.text_tokenizer.encode(texts, max_length)
+        parts = []
+        for start in range(0, len(encoded), QUERY_TABLE_BATCH):
+            ids, mask = self.text_tokenizer.pad(encoded[start:start + QUERY_TABLE_BATCH])
+            bag = np.zeros((len(ids), self.vocab_size), dtype=np.float32)
+            np.put_along_axis(bag, ids.astype(np.int64), mask.astype(np.float32), axis=1)
+            parts.append(self._finish(bag * self.query_weights[None, :], top_k, threshold))
+        return SparseBatch.concat(parts)
+
+    def _finish(self, dense: np.ndarray, top_k: int | None, threshold: float) -> SparseBatch:
+        """Dense rows as served: unit length for a cosine model, pruned."""
+        if self.similarity == "cosine":  # the model was trained to score by cosine: serve unit vectors
+            dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
+        return SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold)
 
     def _encode_window(self, texts: list[str], batch_size: int, top_k: int | None, threshold: float,
                        max_length: int | None, bar: tqdm) -> SparseBatch:
@@ -95,10 +140,7 @@ class Encoder(ABC):
         parts: list[SparseBatch] = []
         for start in range(0, len(texts), batch_size):
             ids, mask = self.text_tokenizer.pad([encoded[i] for i in order[start:start + batch_size]])
-            dense = self._encode_batch(ids, mask)
-            if self.similarity == "cosine":  # the model was trained to score by cosine: serve unit vectors
-                dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
-            parts.append(SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold))
+            parts.append(self._finish(self._encode_batch(ids, mask), top_k, threshold))
             bar.update(len(ids))
         merged = SparseBatch.concat(parts)
         inverse = np.empty_like(order)

@@ -19,6 +19,7 @@ from splade.encoders.base import Encoder
 from splade.encoders.providers import CPU, CUDA, ProviderSpec, provider_names, select_providers, uses_gpu
 from splade.errors import SpladeError, at_option, first_line
 from splade.model.artifact import ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME, ONNX_VARIANT_FILES, SpladeArtifact
+from splade.model.query_weights import read_query_weights
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,12 @@ class OnnxEncoder(Encoder):
         except (OSError, ValueError) as exc:
             raise SpladeError(f"{folder}: cannot load the tokenizer ({first_line(exc)})") from None
         model_id = artifact.model_id or str(folder)  # the source checkpoint's identity (see export)
-        super().__init__(tokenizer, max_length or artifact.max_length, model_id, artifact.similarity)
+        table = None
+        if artifact.query_encoder == "idf":
+            width = artifact.vocab_size or len(tokenizer)
+            table = read_query_weights(folder, tokenizer, width).numpy()
+        super().__init__(tokenizer, max_length or artifact.doc_length, model_id, artifact.similarity,
+                         artifact.query_length, table)
         threads = threads or _default_threads()
         self._open(path, folder, variant, wanted, threads)
         if uses_gpu(provider_names(wanted)) and not self.use_io_binding:

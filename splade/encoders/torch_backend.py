@@ -20,8 +20,9 @@ class TorchEncoder(Encoder):
     def __init__(self, model_dir: str | Path, device: str | None = None,
                  max_length: int | None = None) -> None:
         model = SpladeModel.from_pretrained(model_dir)
+        table = None if model.query_weights is None else model.query_weights.detach().float().numpy()
         super().__init__(model.tokenizer, max_length or model.max_length, model_identity(model_dir),
-                         model.similarity)
+                         model.similarity, model.query_max_length, table)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.pooling = default_pooling(self.device)  # the fastest exact forward on this device

@@ -134,8 +134,8 @@ class SpladeSystem(RetrievalSystem):
             raise RuntimeError("index() a corpus before searching")
         qids = list(queries)
         with stopwatch() as encode_time:
-            vectors = self.encoder.encode([queries[q] for q in qids], batch_size=self.batch_size,
-                                          show_progress=show_progress, desc=f"{self.name} queries")
+            vectors = self.encoder.encode_queries([queries[q] for q in qids], batch_size=self.batch_size,
+                                                  show_progress=show_progress, desc=f"{self.name} queries")
         run, latencies = {}, []
         with stopwatch() as search_time:
             for r in tqdm(range(len(qids)), desc=f"{self.name} search", disable=not show_progress, unit="q"):

@@ -46,7 +46,7 @@ def search_queries(encoder: Encoder, queries: dict[str, str], index: SparseIndex
                    batch_size: int = 32, show_progress: bool = False) -> dict[str, dict[str, float]]:
     """Encode and run `queries`; the result is a run `{query id: {doc id: score}}` (best first)."""
     qids = list(queries)
-    vectors = encoder.encode([queries[q] for q in qids], batch_size=batch_size, show_progress=show_progress,
-                             desc="queries")
+    vectors = encoder.encode_queries([queries[q] for q in qids], batch_size=batch_size,
+                                     show_progress=show_progress, desc="queries")
     hits = index.search(vectors, top_k=top_k)
     return {qid: dict(row) for qid, row in zip(qids, hits, strict=True)}

@@ -26,6 +26,8 @@ ONNX_INPUT_NAMES = ("input_ids", "attention_mask")
 ONNX_OUTPUT_NAME = "output"
 ONNX_VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 Similarity = Literal["dot", "cosine"]
+QueryEncoderKind = Literal["model", "idf"]
+QUERY_WEIGHTS_NAME = "idf.json"  # an inference-free model's query weights, {token: weight}
 
 
 @dataclass
@@ -33,7 +35,10 @@ class SpladeArtifact:
     """The contents of `splade_config.json`."""
 
     model_id: str | None = None
-    max_length: int = 128
+    max_length: int = 128  # the length a model without the two below was saved with (both sides)
+    query_max_length: int | None = None  # served query length (None: max_length)
+    doc_max_length: int | None = None  # served document length (None: max_length)
+    query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
     use_expansion: bool = True  # false: a text activates only its own tokens
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
     vocab_size: int | None = None
@@ -60,7 +65,19 @@ class SpladeArtifact:
         artifact = cls(**known)
         if artifact.similarity not in ("dot", "cosine"):
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
+        if artifact.query_encoder not in ("model", "idf"):
+            raise SpladeError(f"{path}: query_encoder {artifact.query_encoder!r} is not model or idf")
         return artifact
+
+    @property
+    def query_length(self) -> int:
+        """The longest query the model is served (in tokens)."""
+        return self.query_max_length or self.max_length
+
+    @property
+    def doc_length(self) -> int:
+        """The longest document the model is served (in tokens)."""
+        return self.doc_max_length or self.max_length
 
     def write(self, folder: str | Path) -> None:
         fields = {name: value for name, value in asdict(self).items() if value is not None}

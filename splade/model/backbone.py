@@ -104,7 +104,10 @@ def load_backbone(
         for key in DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, dropout)
-    config.tie_word_embeddings = True
+    # a SPLADE start rescales each vocabulary row (see `lexical_start`), so a saved splade model may carry
+    # its own decoder; every other backbone's head is tied to its input embeddings
+    untied = Path(name, "splade_config.json").is_file() and config.tie_word_embeddings is False
+    config.tie_word_embeddings = not untied
     quiet_transformers()  # and a backbone without an MLM head is expected, not an error
     mlm, info = AutoModelForMaskedLM.from_pretrained(
         name, config=config, output_loading_info=True, **dtype_argument(dtype)

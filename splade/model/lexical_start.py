@@ -15,6 +15,12 @@ closed form instead, on a sample of training texts:
 
 The representation then starts near a bag of each text's own tokens, sparse from the first step, and
 training learns the weights and the expansion from there. The encoder itself is not changed.
+
+`calibrate_own_weights` then gives every vocabulary row its own scale and threshold (the decoder is
+untied from the input embeddings): on a sample of texts it measures, per token, its pooled logit where it
+is one of the text's own tokens and the highest logit it reaches where it is not (noise). The threshold
+sits above that noise, and the scale makes a typical own activation weigh the token's target (an IDF-like
+weight), so step 0 ranks like BM25 over the model's own pieces and expansion starts quiet, yet learnable.
 """
 
 from __future__ import annotations
@@ -29,12 +35,17 @@ from torch import Tensor, nn
 
 from splade.errors import SpladeError
 from splade.model.backbone import HEAD_TRANSFORMS, special_token_ids
+from splade.model.pooling import POOL_FUNCTIONS
 from splade.model.representation import SpladeModel
 from splade.model.tokenization import TextTokenizer
 
 log = logging.getLogger(__name__)
 SHIFT = 4.0  # in units of the largest target value: the head's activation is then nearly linear
 RIDGE = 1e-2  # regularisation, relative to the number of positions
+
+
+NOISE_QUANTILE = 0.995  # a token's noise level: this quantile of its pooled logit in texts that lack it
+MIN_MARGIN = 0.5  # own activations stand at least this far (in logits) above the threshold
 
 
 @dataclass
@@ -171,3 +182,81 @@ def restore_head(model: SpladeModel, arrays: dict[str, np.ndarray]) -> LexicalSt
     positions, top1, bias, active, own = (float(v) for v in arrays["figures"])
     model.decoder.bias.fill_(bias)
     return LexicalStart(int(positions), top1, bias, active, own)
+
+
+def _pooled_logits(model: SpladeModel, ids: Tensor, mask: Tensor) -> Tensor:
+    """`[batch, vocab]` max over positions of the decoder's logits (before the activation)."""
+    hidden = model.mlm(input_ids=ids, attention_mask=mask).logits
+    pooling = "sparse" if ids.device.type == "cpu" else "plain"
+    return POOL_FUNCTIONS[pooling](hidden, mask, model.decoder.weight, model.decoder.bias).float()
+
+
+def _own_bag(model: SpladeModel, ids: Tensor, mask: Tensor) -> Tensor:
+    keep = _own_positions(model, ids, mask)
+    bag = torch.zeros(ids.shape[0], model.vocab_size, dtype=torch.bool, device=ids.device)
+    return bag.scatter(1, ids, keep)
+
+
+@torch.no_grad()
+def calibrate_own_weights(
+    model: SpladeModel, texts: Sequence[str], target: Tensor, batch_size: int = 16
+) -> dict[str, float]:
+    """Rescale every vocabulary row so a text's own token `t` weighs about `target[t]` and other tokens
+    stay inactive (see the module). Unties the decoder; returns figures of the calibration sample."""
+    was_training = model.training
+    model.eval()
+    encoded = TextTokenizer(model.tokenizer).encode(list(texts), model.max_length)
+    pooled, own = [], []
+    for ids, mask in _batches(model, encoded, batch_size):
+        pooled.append(_pooled_logits(model, ids, mask).cpu())
+        own.append(_own_bag(model, ids, mask).cpu())
+    logits, bags = torch.cat(pooled), torch.cat(own)
+    width = logits.shape[1]
+    noise = logits.masked_fill(bags, float("-inf")).sort(dim=0).values
+    noise_level = noise[min(len(noise) - 1, int(NOISE_QUANTILE * len(noise)))]
+    counts = bags.sum(0)
+    own_mean = torch.where(bags, logits, 0.0).sum(0) / counts.clamp_min(1)
+    seen = counts > 0
+    # tokens the sample never holds: their own logit predicted from how the fit scores their embedding
+    embeddings = model.decoder.weight.detach().float().cpu()
+    centred = embeddings - embeddings.mean(1, keepdim=True)
+    proxy = (embeddings * centred / centred.std(1, keepdim=True).clamp_min(1e-6)).sum(1)
+    slope, intercept = np.polyfit(proxy[seen].numpy(), own_mean[seen].numpy(), 1)
+    own_level = torch.where(seen, own_mean, torch.from_numpy(slope * proxy.numpy() + intercept).float())
+    threshold = torch.minimum(noise_level.clamp_min(float(own_level.min()) - 1.0), own_level - MIN_MARGIN)
+    goal = target.detach().float().cpu()[:width].clamp_min(0.0)
+    scale = torch.expm1(goal) / (own_level - threshold)
+    model.untie_decoder()
+    decoder = model.decoder
+    old_bias = decoder.bias.detach().float().cpu()
+    decoder.weight.mul_(scale[:, None].to(decoder.weight))
+    decoder.bias.copy_((scale * (old_bias - threshold)).to(decoder.bias))
+    active, own_share = [], []
+    for ids, mask in _batches(model, encoded[:256], batch_size):
+        reps = model(ids, mask, pooling="sparse" if ids.device.type == "cpu" else "plain")
+        bag = _own_bag(model, ids, mask)
+        active += (reps > 0).sum(1).tolist()
+        own_share += ((reps * bag).sum(1) / reps.sum(1).clamp_min(1e-9)).tolist()
+    model.train(was_training)
+    figures = {
+        "tokens_seen": float(seen.sum()),
+        "active_terms": float(np.mean(active)),
+        "own_weight_share": float(np.mean(own_share)),
+    }
+    log.info("own-weight calibration: %s", figures)
+    return figures
+
+
+def calibration_arrays(model: SpladeModel) -> dict[str, np.ndarray]:
+    """The calibrated decoder, to keep beside the head fit (see `restore_calibration`)."""
+    return {
+        "decoder_weight": model.decoder.weight.detach().cpu().float().numpy(),
+        "decoder_bias": model.decoder.bias.detach().cpu().float().numpy(),
+    }
+
+
+@torch.no_grad()
+def restore_calibration(model: SpladeModel, arrays: dict[str, np.ndarray]) -> None:
+    model.untie_decoder()
+    model.decoder.weight.copy_(torch.from_numpy(arrays["decoder_weight"]).to(model.decoder.weight))
+    model.decoder.bias.copy_(torch.from_numpy(arrays["decoder_bias"]).to(model.decoder.bias))

@@ -25,6 +25,7 @@ from splade.model.backbone import (
     token_limit,
 )
 from splade.model.pooling import POOL_FUNCTIONS, plain_pool
+from splade.model.query_weights import read_query_weights, write_query_weights
 from splade.model.st_format import read_module_files, remove_module_files, write_module_files
 
 
@@ -48,20 +49,45 @@ class SpladeModel(nn.Module):
         max_length: int = 128,
         use_expansion: bool = True,
         similarity: Similarity = "dot",
+        query_max_length: int | None = None,
     ) -> None:
         super().__init__()
         width = int(mlm.get_output_embeddings().weight.shape[0])
         self.mlm = mlm
         self.decoder = detach_decoder(mlm)
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = max_length  # documents (and queries of a model without `query_max_length`)
+        self.query_max_length = query_max_length or max_length
         self.use_expansion = use_expansion
         self.similarity = similarity
         self.head_built = False  # the backbone came without an MLM head (`from_pretrained` sets it)
+        # inference-free ("doc-only") models weigh a query's own tokens by this table instead of encoding it
+        self.query_weights: nn.Parameter | None = None
         keep = torch.ones(width)
         keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
         keep[len(tokenizer) :] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
         self.register_buffer("vocab_keep", keep, persistent=False)
+
+    @property
+    def decoder_untied(self) -> bool:
+        """The vocabulary projection has rows of its own (not the input embeddings)."""
+        embeddings = self.mlm.get_input_embeddings().weight
+        return self.decoder is not None and self.decoder.weight is not embeddings
+
+    def untie_decoder(self) -> None:
+        """Give the vocabulary projection rows of its own (a start that rescales them needs it)."""
+        if self.decoder is not None and not self.decoder_untied:
+            self.decoder.weight = nn.Parameter(self.decoder.weight.detach().clone())
+
+    @property
+    def inference_free(self) -> bool:
+        """Queries are weighted by `query_weights` (no forward pass)."""
+        return self.query_weights is not None
+
+    def set_query_weights(self, weights: Tensor, trainable: bool = False) -> None:
+        """Make the model inference-free: a query's vector is its own tokens' `weights` (`[vocab]`)."""
+        table = weights.detach().float().to(self.vocab_keep.device) * self.vocab_keep
+        self.query_weights = nn.Parameter(table.clamp_min(0.0), requires_grad=trainable)
 
     @property
     def vocab_size(self) -> int:
@@ -80,6 +106,14 @@ class SpladeModel(nn.Module):
         if not self.use_expansion:
             reps = reps * bag_of_tokens(input_ids, attention_mask, self.vocab_size).to(reps.dtype)
         return reps
+
+    def encode_query_ids(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
+        """`[batch, vocab]` query vectors: the table's weights of the query's own tokens for an
+        inference-free model, else the same forward as documents."""
+        if self.query_weights is None:
+            return self(input_ids, attention_mask, pooling=pooling)
+        bag = bag_of_tokens(input_ids, attention_mask, self.vocab_size)
+        return bag * self.query_weights.clamp_min(0.0)
 
     def term_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """`[batch, seq, vocab]` MLM logits (for inspection and tests; the forward never builds them)."""
@@ -126,10 +160,13 @@ class SpladeModel(nn.Module):
             model = cls(
                 mlm,
                 tokenizer,
-                max_length=artifact.max_length,
+                max_length=artifact.doc_length,
                 use_expansion=artifact.use_expansion,
                 similarity=artifact.similarity,
+                query_max_length=artifact.query_length,
             )
+            if artifact.query_encoder == "idf":
+                model.set_query_weights(read_query_weights(folder, tokenizer, model.vocab_size))
         elif st_model is not None:
             model = cls(
                 mlm,
@@ -147,6 +184,9 @@ class SpladeModel(nn.Module):
         return SpladeArtifact(
             model_id=model_id,
             max_length=self.max_length,
+            query_max_length=self.query_max_length,
+            doc_max_length=self.max_length,
+            query_encoder="idf" if self.inference_free else "model",
             use_expansion=self.use_expansion,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
@@ -167,10 +207,13 @@ class SpladeModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         quiet_transformers()
         silent = (self.vocab_keep == 0).nonzero().squeeze(1).to(self.vocab_keep.device)
+        self.mlm.config.tie_word_embeddings = not self.decoder_untied
         with attached_decoder(self.mlm, self.decoder) as mlm, silenced_ids(self.decoder, silent) as silenced:
             mlm.save_pretrained(directory)
         ordinary_modes([*directory.glob("*.safetensors"), *directory.glob("*.bin")])  # written privately
         save_tokenizer(self.tokenizer, directory)
+        if self.query_weights is not None:
+            write_query_weights(directory, self.tokenizer, self.query_weights.detach())
         self.artifact(model_id or f"splade-{weights_fingerprint(directory)}").write(directory)
         if silenced and self.use_expansion:
             write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
