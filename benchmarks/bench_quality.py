@@ -1,27 +1,29 @@
-"""Retrieval quality: a v23 model from me5-small-koen against BM25, dense e5 and sentence-transformers.
+"""Retrieval quality: a v23 model from me5-small-koen against its own start, BM25 (Kiwi, and over the
+model's own pieces), dense e5, the teacher it distils from and sentence-transformers.
 
 1. The Korean triplets of `splade data build --config configs/data_ko.yaml` (built when missing).
-2. `splade train v23` from me5-small-koen with the me5 teacher, the dev sets (sampled) selecting the best
-   model: on a CPU the v23 curriculum scaled to `--steps` optimizer steps (20 epochs of steps/20), on a
-   GPU the full schedule (`--full`). `--variant NAME=KEY=VALUE[;KEY=VALUE...]` trains more v23 variants
-   the same way (e.g. `--variant cosine=loss.similarity=cosine`); they are compared at equal steps on
-   the dev samples their training evaluates (a table of its own), not in the final evaluation.
-3. sentence-transformers `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` for the same
-   steps, batch and length on the same triplets (its documented regularizer weights).
-4. `splade export` of both models (ONNX, as they are served), then `splade eval` on the dev splits of
-   korquad, msmarco-ko and msmarco-koen, each against its own corpus and against the merged corpus, with
-   Kiwi BM25 and dense me5-small-koen.
+2. `splade train v23` from me5-small-koen, the dev sets' `select` half choosing the best model: for
+   `--steps N` optimizer steps or `--minutes M` of wall clock (the v23 schedule shrinks to fit either), or
+   the full schedule on a GPU (`--full`). `--steps 0` evaluates the start alone. `--variant
+   NAME=KEY=VALUE[;KEY=VALUE...]` trains more models the same way (e.g. `--variant
+   doconly=model.query_encoder=idf`, an inference-free model).
+3. The start (`step-0`): the same recipe with no step, i.e. the calibrated lexical start.
+4. sentence-transformers `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` for the steps
+   the v23 model ran, on the same triplets (unless `--no-peer`).
+5. `splade export` (ONNX, as served), then `splade eval` on the `report` half of the korquad, msmarco-ko and
+   msmarco-koen dev splits (none of its queries selected a model), documents at the served length, with
+   Kiwi BM25, BM25 over the model's pieces, dense me5-small-koen and the teacher ensemble as rows.
 
-It prints one table (NDCG@10 per set and corpus, Recall@1000 on the merged corpus, terms per query and
-per document) and each model's dev curve; reports, runs and logs stay under `--out`.
+It prints one table (NDCG@10 per set, Recall@1000, terms per query and document, query encoding time)
+and each model's dev curve (with terms per query and document at each evaluation); `--json FILE` writes
+`{system: {dataset: {"ndcg@10": x, "recall@1000": y}}}`. Reports, runs and logs stay under `--out`.
 
-    python benchmarks/bench_quality.py [--device cpu|cuda] [--steps 200] [--batch 16] [--full]
-                                       [--variant NAME=OVERRIDES ...] [--max-queries N] [--no-peer]
-                                       [--corpus own|merged|both] [--reuse]
+    python benchmarks/bench_quality.py [--device cpu|cuda] [--steps 200 | --minutes 60 | --full]
+                                       [--batch 16] [--variant NAME=OVERRIDES ...] [--max-queries 300]
+                                       [--no-peer] [--corpus own|merged|both] [--reuse] [--json FILE]
 
-`--reuse` resumes each training under `--out` (a finished one returns at once) and keeps the finished
-sentence-transformers model and exports there, to redo the evaluation without retraining;
-`--corpus own` skips the merged-corpus evaluation, which on a CPU takes as long again.
+`--reuse` resumes each training under `--out` (a finished one returns at once) and keeps finished models
+and exports there, to redo the evaluation without retraining.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from common import (
 )
 
 PEER = "sentence-transformers"
+TRAIN_DOC_LENGTH = 256  # v23's training document length (data.max_length), for the peer too
+RENAMED = {"bm25": "bm25-kiwi"}  # the report's row names -> this table's
 
 
 def run(command: list[str], log: Path) -> None:
@@ -68,7 +72,8 @@ def reusable(args: argparse.Namespace, path: Path) -> bool:
     return False
 
 
-def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> Path:
+def train_splade(args: argparse.Namespace, name: str, overrides: list[str], steps: int | None = None) -> Path:
+    """`splade train v23` into `--out/NAME`; `steps` (default: `--steps`/`--minutes`) is the budget."""
     out = args.out / name
     settings = [
         f"model.name={args.model}",
@@ -82,13 +87,16 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
         f"dev.max_documents={args.dev_documents}",
         "training.save_steps=null",
     ]
-    if not args.full:  # the v23 curriculum (20 epochs, 3 phases) scaled to --steps optimizer steps
+    steps = args.steps if steps is None else steps
+    if steps == 0:
+        settings.append("training.max_steps=0")
+    elif not args.full:  # the v23 schedule (20 epochs, 3 phases, warm-ups) shrinks to fit the budget
         settings += [
-            f"data.epoch_size={args.steps * args.batch // 20}",
-            f"dev.every_steps={args.steps // 4}",
-            f"loss.flops_warmup_steps={args.steps // 10}",
-            "training.early_stopping_patience=null",  # every model trains the same steps
+            f"training.max_minutes={args.minutes}" if args.minutes else f"training.max_steps={steps}",
+            "training.early_stopping_patience=null",  # every model trains its whole budget
+            "training.logging_steps=10",
         ]
+        settings.append(f"dev.evaluations={args.evaluations}")
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
     if args.reuse:  # a killed training continues from its last checkpoint; a finished one returns at once
         command.append("--resume")
@@ -98,7 +106,8 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str]) -> P
     return out / "best_model"
 
 
-def train_peer(args: argparse.Namespace) -> Path:
+def train_peer(args: argparse.Namespace, steps: int) -> Path:
+    """sentence-transformers' SPLADE for `steps` optimizer steps (those the v23 model ran)."""
     out = args.out / PEER
     if reusable(args, out / "modules.json"):
         return out
@@ -113,7 +122,7 @@ def train_peer(args: argparse.Namespace) -> Path:
         "--batch",
         str(args.batch),
         "--steps",
-        str(args.steps),
+        str(steps),
         "--device",
         args.device,
         "--out",
@@ -135,7 +144,7 @@ def peer_worker(args: argparse.Namespace) -> None:
     rows = load_triplets([args.triplets]).triplets
     order = list(range(len(rows)))
     random.Random(42).shuffle(order)
-    model = sentence_transformers_splade(args.model, 128, args.device)
+    model = sentence_transformers_splade(args.model, TRAIN_DOC_LENGTH, args.device)
     loss_fn = SpladeLoss(
         model,
         SparseMultipleNegativesRankingLoss(model),
@@ -172,6 +181,7 @@ def evaluate(args: argparse.Namespace, models: dict[str, Path], merged: bool) ->
     name = "merged" if merged else "own"
     out = args.out / f"eval-{name}"
     command = [sys.executable, "-m", "splade", "eval", "--out", str(out), "--dense", str(args.model)]
+    command += ["--bm25-pieces", str(args.model), "--teacher", "--query-half", "report"]
     command += [part for path in args.datasets for part in ("--dataset", str(path))]
     command += [part for system, path in models.items() for part in ("--splade", f"{system}={path}")]
     if merged:
@@ -189,29 +199,36 @@ def _systems(results: dict) -> dict[str, dict[str, dict]]:
     table: dict[str, dict[str, dict]] = {}
     for dataset in results["datasets"]:
         for system in dataset["systems"]:
-            table.setdefault(system["name"], {})[dataset["name"]] = system
+            table.setdefault(RENAMED.get(system["name"], system["name"]), {})[dataset["name"]] = system
     return table
 
 
-def print_table(args: argparse.Namespace, results: dict[str, dict]) -> None:
-    """NDCG@10 for each set on each evaluated corpus; Recall@1000 on the merged corpus when it was run."""
+def figures(results: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """`{system: {dataset: {"ndcg@10", "recall@1000"}}}` on the own corpus (else the merged one)."""
+    rows = _systems(results.get("own") or results["merged"])
+    return {
+        system: {
+            dataset: {k: r["metrics"][k] for k in ("ndcg@10", "recall@1000") if k in r["metrics"]}
+            for dataset, r in by_dataset.items()
+        }
+        for system, by_dataset in rows.items()
+    }
+
+
+def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str) -> None:
+    """NDCG@10 for each set on each evaluated corpus, Recall@1000, terms and query encoding time."""
     rows = {corpus: _systems(result) for corpus, result in results.items()}
     recall_corpus = "merged" if "merged" in rows else "own"
     print()
-    budget = (
-        "full v23 schedule"
-        if args.full
-        else f"{args.steps} steps of batch {args.batch}, v23 curriculum scaled"
-    )
     print(
-        f"retrieval quality on the dev splits ({args.device}; SPLADE models: {budget}; "
+        f"retrieval quality on the report half of the dev splits ({args.device}; SPLADE models: {budget}; "
         f"{args.max_queries or 'all'} queries a set; R@1000 on the {recall_corpus} corpus)"
     )
     sets = [path.name for path in args.datasets]
     header = f"{'system':22}"
     for name in sets:
         header += "".join(f" {name + ' ' + corpus:>{len(name) + 8}}" for corpus in rows) + f"{'R@1000':>8}"
-    print(header + f"{'q terms':>9}{'d terms':>9}")
+    print(header + f"{'q terms':>9}{'d terms':>9}{'q ms':>8}")
     for system in next(iter(rows.values())):
         cells = ""
         for name in sets:
@@ -220,13 +237,12 @@ def print_table(args: argparse.Namespace, results: dict[str, dict]) -> None:
                 cells += f" {metrics.get('ndcg@10', float('nan')):{len(name) + 8}.3f}"
             metrics = rows[recall_corpus].get(system, {}).get(name, {}).get("metrics", {})
             cells += f"{metrics.get('recall@1000', float('nan')):8.3f}"
-        efficiency = next(iter(rows[recall_corpus][system].values()))["efficiency"]
-        terms = f"{efficiency['avg_query_terms']:9.1f}{efficiency['avg_doc_terms']:9.1f}"
-        print(f"{system:22}{cells}{terms}")
-    print(
-        "targets (NDCG@10, own corpus): korquad 0.955 (BM25), msmarco-ko 0.936 (dense), "
-        "msmarco-koen 0.621 (dense)"
-    )
+        result = next(iter(rows[recall_corpus][system].values()))
+        efficiency = result.get("efficiency") or {}
+        terms = f"{efficiency.get('avg_query_terms', float('nan')):9.1f}"
+        terms += f"{efficiency.get('avg_doc_terms', float('nan')):9.1f}"
+        per_query = efficiency.get("query_encode_ms_per_query", float("nan"))
+        print(f"{system:22}{cells}{terms}{per_query:8.2f}")
 
 
 def _dev_points(args: argparse.Namespace, name: str) -> list[tuple[int, dict]]:
@@ -238,36 +254,29 @@ def _dev_points(args: argparse.Namespace, name: str) -> list[tuple[int, dict]]:
     return points or [(e["global_step"], e["val"]) for e in history["epochs"] if "dev/ndcg@10" in e["val"]]
 
 
-def print_variants(args: argparse.Namespace, names: list[str]) -> None:
-    """Each trained model's last dev evaluation (the sampled dev sets), side by side."""
-    sets = [path.name for path in args.datasets]
-    print()
-    print(
-        f"v23 variants at equal steps: dev NDCG@10 on the training's dev samples "
-        f"({args.dev_queries} queries, {args.dev_documents} documents a set)"
-    )
-    print(f"{'model':26}" + "".join(f" {s:>13}" for s in sets) + f"{'mean':>8}{'q terms':>9}{'d terms':>9}")
-    for name in names:
-        points = _dev_points(args, name)
-        if not points:
-            continue
-        step, val = points[-1]
-        cells = "".join(f" {val.get(f'{s}/ndcg@10', float('nan')):13.3f}" for s in sets)
-        print(
-            f"{name + f' @{step}':26}{cells}{val['dev/ndcg@10']:8.3f}{val['dev/active_terms_query']:9.1f}"
-            f"{val['dev/active_terms_doc']:9.1f}"
-        )
+def trained_steps(args: argparse.Namespace, name: str) -> int:
+    """Optimizer steps a training under `--out` ran."""
+    history = json.loads((args.out / name / "training_history.json").read_text(encoding="utf-8"))
+    steps = [e["global_step"] for e in history.get("evaluations", []) + history.get("epochs", [])]
+    return max(steps, default=0)
 
 
 def print_curves(args: argparse.Namespace, names: list[str]) -> None:
+    """Each model's dev curve on the `select` half it was chosen on, with terms per query / document."""
+    sets = [path.name for path in args.datasets]
+    print()
+    print(f"dev curves (select half, {args.dev_queries} queries / {args.dev_documents} documents a set)")
     for name in names:
-        points = _dev_points(args, name)
-        curve = ", ".join(
-            f"{step}: {val['dev/ndcg@10']:.3f} ({val['dev/active_terms_query']:.0f}/"
-            f"{val['dev/active_terms_doc']:.0f} terms)"
-            for step, val in points
+        print(f"{name}:")
+        print(
+            f"  {'step':>6}" + "".join(f" {s:>13}" for s in sets) + f"{'mean':>8}{'q terms':>9}{'d terms':>9}"
         )
-        print(f"{name} dev NDCG@10 by step (query/doc terms): {curve}")
+        for step, val in _dev_points(args, name):
+            cells = "".join(f" {val.get(f'{s}/ndcg@10', float('nan')):13.3f}" for s in sets)
+            print(
+                f"  {step:6d}{cells}{val['dev/ndcg@10']:8.3f}{val['dev/active_terms_query']:9.1f}"
+                f"{val['dev/active_terms_doc']:9.1f}"
+            )
 
 
 def main() -> None:
@@ -276,20 +285,32 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ME5)
     parser.add_argument("--triplets", type=Path, default=KOREAN_TRIPLETS)
     parser.add_argument(
-        "--steps", type=int, default=200, help="optimizer steps (the curriculum is scaled to them)"
+        "--steps", type=int, default=200, help="optimizer steps (the schedule shrinks to fit)"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="train for this wall clock instead of --steps"
     )
     parser.add_argument("--batch", type=int, default=None, help="triplets a step (default 16 CPU, 64 GPU)")
     parser.add_argument("--full", action="store_true", help="the full v23 schedule instead of --steps")
     parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[;KEY=VALUE...]")
     parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers")
-    parser.add_argument("--max-queries", type=int, default=None, help="queries a set in the final evaluation")
+    parser.add_argument("--max-queries", type=int, default=300, help="queries a set in the final evaluation")
     parser.add_argument("--dev-queries", type=int, default=50, help="dev queries a set while training")
     parser.add_argument("--dev-documents", type=int, default=300, help="dev documents a set while training")
+    parser.add_argument("--evaluations", type=int, default=4, help="dev evaluations over a budgeted run")
     parser.add_argument("--datasets", type=Path, nargs="+", default=DEV_SETS, help="BEIR dev sets")
-    parser.add_argument("--corpus", choices=["own", "merged", "both"], default="both",
-                        help="evaluate each set against its own corpus, the merged corpus, or both")
-    parser.add_argument("--reuse", action="store_true",
-                        help="resume trainings and keep finished models and exports under --out")
+    parser.add_argument(
+        "--corpus",
+        choices=["own", "merged", "both"],
+        default="own",
+        help="evaluate each set against its own corpus, the merged corpus, or both",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="resume trainings and keep finished models and exports under --out",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the table's figures as JSON")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_quality")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -303,20 +324,34 @@ def main() -> None:
         )
     args.triplets = ensure_triplets(args.triplets)
     args.out.mkdir(parents=True, exist_ok=True)
-    trained = {"splade-v23": train_splade(args, "splade-v23", [])}
-    variants = []
+    trained = {"step-0": train_splade(args, "step-0", [], steps=0)}
+    names = []
+    if args.steps or args.minutes or args.full:
+        trained["splade"] = train_splade(args, "splade", [])
+        names.append("splade")
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
-        variants.append(f"splade-{name}")
-        train_splade(args, variants[-1], [o for o in overrides.split(";") if o])
-    if not args.no_peer:
-        trained[PEER] = train_peer(args)
+        trained[f"splade-{name}"] = train_splade(
+            args, f"splade-{name}", [o for o in overrides.split(";") if o]
+        )
+        names.append(f"splade-{name}")
+    steps = trained_steps(args, "splade") if "splade" in trained else 0
+    if not args.no_peer and steps:
+        trained[PEER] = train_peer(args, steps)
     models = {name: export(args, name, path) for name, path in trained.items()}
     corpora = ["own", "merged"] if args.corpus == "both" else [args.corpus]
     results = {corpus: evaluate(args, models, merged=corpus == "merged") for corpus in corpora}
-    print_table(args, results)
-    print_variants(args, ["splade-v23", *variants])
-    print_curves(args, ["splade-v23", *variants])
+    budget = (
+        "full v23 schedule"
+        if args.full
+        else (f"{args.minutes:g} minutes" if args.minutes else f"{args.steps} steps")
+        + f" of batch {args.batch}"
+    )
+    print_table(args, results, f"{budget}, {steps} steps run")
+    print_curves(args, names)
+    if args.json:
+        args.json.write_text(json.dumps(figures(results), indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

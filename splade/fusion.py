@@ -9,7 +9,6 @@ otherwise. Training's distillation teacher and `splade eval`'s teacher row both 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import Tensor
 
 HANGUL = (0xAC00, 0xD7A3)  # precomposed syllables

@@ -11,20 +11,25 @@ import torch
 import torch.nn.functional as F
 
 from splade.config import load_config
+from splade.errors import SpladeError
 from splade.model import bag_of_tokens
 from splade.model.tokenization import TextTokenizer
 from splade.trainer.batches import tokenize_table
 from splade.trainer.idf import corpus_texts, document_frequencies, idf_penalty_weights, smooth_idf
 from splade.trainer.losses import (
+    TERMS,
     LossWeights,
     SpladeLoss,
     distillation_loss,
     flops_loss,
+    gradient_shares,
     infonce_loss,
+    loss_term,
     min_activation_loss,
     token_activation_loss,
     triplet_margin_loss,
 )
+from splade.trainer.schedule import Schedule
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -86,10 +91,26 @@ def test_min_activation_over_top_k() -> None:
     assert min_activation_loss(q, 2, 1.0).item() == pytest.approx(0.75 / 2)
 
 
-def test_distillation_is_scale_free_and_positive_when_rankings_differ() -> None:
+def test_distillation_is_zero_when_the_student_matches_the_sharpened_teacher() -> None:
     teacher = torch.tensor([[0.9, 0.7, 0.2, 0.1], [0.3, 0.8, 0.1, 0.2]])
-    assert distillation_loss(teacher * 40 + 3, teacher).item() == pytest.approx(0.0, abs=1e-6)
-    assert distillation_loss(teacher.flip(-1), teacher).item() > 0.1
+    assert distillation_loss(teacher / 0.05 + 3, teacher, 0.05).item() == pytest.approx(0.0, abs=1e-5)
+    assert distillation_loss(teacher.flip(-1) / 0.05, teacher, 0.05).item() > 0.1
+
+
+def test_distillation_gradient_is_comparable_to_infonce() -> None:
+    """On raw dot scores the KL's gradient has InfoNCE's form: neither term drowns the other."""
+    torch.manual_seed(0)
+    scores = (torch.randn(16, 32) * 3 + 10).requires_grad_()
+    teacher = torch.rand(16, 32) * 0.6
+    teacher[torch.arange(16), torch.arange(16)] = 1.0  # the teacher ranks each positive first
+    labels = torch.arange(16)
+    (infonce,) = torch.autograd.grad(F.cross_entropy(scores, labels), scores)
+    (kd,) = torch.autograd.grad(distillation_loss(scores, teacher, 0.1), scores)
+    assert 0.2 < kd.norm().item() / infonce.norm().item() < 5.0
+
+
+def _weights(**terms: float) -> LossWeights:
+    return LossWeights(temperature=0.05, terms=terms)
 
 
 def test_splade_loss_is_the_weighted_sum_and_has_gradients() -> None:
@@ -100,15 +121,18 @@ def test_splade_loss_is_the_weighted_sum_and_has_gradients() -> None:
     q, p, n = reps[:2], reps[2:4], reps[4:]
     bags = (torch.rand(4, 20) > 0.7).float()
     loss = SpladeLoss(cfg)
-    weights = LossWeights(temperature=0.05, infonce=1.5, self=4.0, positive=10.0, margin=2.5,
-                          flops=0.005 * 0.25, flops_doc=0.001, min_act=1.0)
-    out = loss(q, p, n, bags[:2], bags[2:], weights)
+    weights = _weights(infonce=1.5, self=4.0, positive=10.0, margin=2.5, flops=0.005 * 0.25, flops_doc=0.001,
+                       min_act=1.0)
+    x = loss.inputs(q, p, n, bags[:2], bags[2:], weights)
+    out = loss(x, weights)
     assert set(out.components) == {"infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act"}
     expected = sum(weights.of(k) * v for k, v in out.components.items())
     assert out.total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert out.components["self"].item() == pytest.approx(
         -(q * bags[:2]).sum().item() / bags[:2].sum().item()
     )
+    shares = gradient_shares(x, out)
+    assert set(shares) == set(out.components) and sum(shares.values()) == pytest.approx(1.0)
     out.total.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
@@ -118,10 +142,47 @@ def test_kd_component_only_with_teacher_scores() -> None:
     reps = torch.rand(6, 10)
     bags = torch.ones(4, 10)
     teacher = torch.rand(2, 4)
-    weights = LossWeights(0.05, 2.5, 1.0, 3.0, 0.0, 0.003, 0.003, 1.0, kd=cfg.lambda_kd)
-    out = SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights, teacher_scores=teacher)
+    loss = SpladeLoss(cfg)
+    weights = _weights(infonce=2.5, kd=1.0)
+    out = loss(loss.inputs(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights, teacher), weights)
     assert "kd" in out.components
-    assert "kd" not in SpladeLoss(cfg)(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights).components
+    without = loss(loss.inputs(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights), weights)
+    assert "kd" not in without.components
+
+
+def test_an_inference_free_query_side_pays_no_query_terms() -> None:
+    cfg = load_config(CONFIGS / "train_v23.yaml").loss
+    reps, bags = torch.rand(6, 10), torch.ones(4, 10)
+    loss = SpladeLoss(cfg)
+    weights = _weights(infonce=1.0, flops=1.0, flops_doc=1.0, self=1.0, min_act=1.0)
+    x = loss.inputs(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights, queries_by_table=True)
+    assert set(loss(x, weights).components) == {"infonce", "flops_doc"}
+
+
+def test_a_loss_term_is_one_registered_function_and_its_weight_in_yaml(tmp_path: Path) -> None:
+    """Adding a term touches no file of the package: register it, give it a weight (with warm-up)."""
+
+    @loss_term("l1_doc_test")
+    def l1_doc(x) -> torch.Tensor:  # noqa: ANN001
+        return x.docs.sum(1).mean()
+
+    try:
+        config = load_config(CONFIGS / "train_v23.yaml",
+                             ["loss.terms={l1_doc_test: {weight: 0.5, warmup_steps: 10}}"])
+        schedule = Schedule(config, steps_per_epoch=100)
+        phase = schedule.phase(1)
+        assert schedule.loss_weights(4, phase).of("l1_doc_test") == pytest.approx(0.5 * (4 / 10) ** 2)
+        weights = schedule.loss_weights(50, phase)
+        reps, bags = torch.rand(6, 10), torch.ones(4, 10)
+        loss = SpladeLoss(config.loss)
+        out = loss(loss.inputs(reps[:2], reps[2:4], reps[4:], bags[:2], bags[2:], weights), weights)
+        assert out.components["l1_doc_test"].item() == pytest.approx(reps[2:].sum(1).mean().item(), rel=1e-6)
+        assert "l1_doc_test" in weights.active()
+    finally:
+        TERMS.pop("l1_doc_test")
+    unknown = load_config(CONFIGS / "train_v23.yaml", ["loss.terms={nope: {weight: 1.0}}"])
+    with pytest.raises(SpladeError, match="loss.terms: no loss term is registered as nope"):
+        SpladeLoss(unknown.loss)
 
 
 def test_false_negatives_leave_the_infonce_denominator() -> None:

@@ -147,23 +147,28 @@ def test_resume_errors_and_fresh_start(tiny_model_dir: Path, tmp_path: Path) -> 
     assert train(cfg, resume=True).global_step == 1  # nothing to resume: starts from scratch
 
 
-def test_max_steps_mid_epoch_then_resume_matches_uninterrupted(tiny_model_dir: Path, tmp_path: Path) -> None:
-    full = train(_config(tmp_path, tiny_model_dir, "full"))
-    stopped = train(_config(tmp_path, tiny_model_dir, "stopped", "training.max_steps=2"))
-    assert stopped.global_step == 2 and stopped.history[-1]["partial"]
-    assert stopped.summary["best_epoch"] is None  # no end-of-epoch bookkeeping for the partial epoch
-    info = ckpt.read_info(stopped.last_checkpoint)
-    assert stopped.last_checkpoint.name == "checkpoint_2"
-    assert (info["epoch"], info["batch_in_epoch"]) == (1, 2)  # the true position, mid-epoch 1
-
-    resumed = train(_config(tmp_path, tiny_model_dir, "stopped"), resume=True)  # the rest of epoch 1, then 2
-    assert resumed.global_step == 8 and [h["epoch"] for h in resumed.history] == [1, 2]
-    expected, got = _weights(full.output_dir / "checkpoint_8"), _weights(resumed.output_dir / "checkpoint_8")
+def test_a_step_budget_shrinks_the_whole_schedule_and_resumes_exactly(tiny_model_dir: Path, tmp_path: Path):
+    """`max_steps` is a budget: every epoch shrinks alike, so all epochs (and their phases) fit in it, and a
+    run killed inside it resumes to the same weights."""
+    full = train(_config(tmp_path, tiny_model_dir, "budget", "training.max_steps=4"))
+    assert full.global_step == 4 and [h["epoch"] for h in full.history] == [1, 2]  # 2 epochs of 2 steps
+    cfg = _config(tmp_path, tiny_model_dir, "killed-budget", "training.max_steps=4")
+    with pytest.raises(Killed):
+        train(cfg, step_callback=_kill_at(3))
+    info = ckpt.read_info(ckpt.latest_checkpoint(cfg.output.dir))
+    assert (info["global_step"], info["epoch"], info["batch_in_epoch"]) == (3, 2, 1)  # mid-epoch 2
+    resumed = train(cfg, resume=True)
+    assert resumed.global_step == 4
+    expected, got = _weights(full.output_dir / "checkpoint_4"), _weights(resumed.output_dir / "checkpoint_4")
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
-    assert [h["train"]["loss"] for h in resumed.history] == pytest.approx(
-        [h["train"]["loss"] for h in full.history]
-    )
+    odd = train(_config(tmp_path, tiny_model_dir, "odd", "training.max_steps=3"))  # stops inside epoch 2
+    assert odd.global_step == 3 and odd.history[-1]["partial"]
+
+
+def test_no_budget_trains_nothing_and_keeps_the_start(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = train(_config(tmp_path, tiny_model_dir, "start", "training.max_steps=0"))
+    assert result.global_step == 0 and (result.best_model_dir / "splade_config.json").is_file()
 
 
 def test_early_stop_is_saved_and_a_resume_does_not_train_again(
@@ -190,15 +195,17 @@ def test_early_stop_is_saved_and_a_resume_does_not_train_again(
 def test_resume_with_other_batching_settings_warns(
     tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = train(_config(tmp_path, tiny_model_dir, "changed", "training.max_steps=1"))
-    info = ckpt.read_info(first.last_checkpoint)
+    with pytest.raises(Killed):
+        train(_config(tmp_path, tiny_model_dir, "changed", "training.max_steps=4"), step_callback=_kill_at(3))
+    first = ckpt.latest_checkpoint(tmp_path / "changed")
+    info = ckpt.read_info(first)
     assert info["resume_settings"]["data.batch_size"] == 3 and len(info["resume_settings_hash"]) == 16
     with caplog.at_level("WARNING"):
-        same = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=2")
+        same = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=4")
         train(same, resume=True)
     assert not [r for r in caplog.records if "differ from the checkpoint" in r.getMessage()]
     with caplog.at_level("WARNING"):
-        other = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=3", "data.batch_size=4")
+        other = _config(tmp_path, tiny_model_dir, "changed", "training.max_steps=4", "data.batch_size=4")
         train(other, resume=True)
     warned = [r.getMessage() for r in caplog.records if "differ from the checkpoint" in r.getMessage()]
     assert len(warned) == 1 and "data.batch_size 3 -> 4" in warned[0] and "\n" not in warned[0]

@@ -27,7 +27,18 @@ class ModelConfig(StrictModel):
     # for a backbone that came without an MLM head, pretrained for one with a trained head
     init: Literal["auto", "pretrained", "lexical"] = "pretrained"
     lexical_texts: int = Field(default=2000, gt=0)  # training texts the lexical start is fitted on
-    lexical_keep: float = Field(default=0.75, gt=0.0, lt=1.0)  # share of own tokens active at the start
+    lexical_keep: float = Field(default=0.75, gt=0.0, lt=1.0)  # share of own tokens active after the fit
+    # the lexical start then calibrates each vocabulary row so a text's own token weighs an IDF-like target
+    # (sqrt of BM25's IDF for a siamese model, 1 for an inference-free one's documents): BM25-grade at step 0
+    calibrate_start: bool = True
+    calibration_texts: int = Field(default=600, gt=0)
+    # model: queries pass through the encoder like documents; idf: inference-free ("doc-only"), a query is
+    # its own tokens weighted by a table that starts as the training documents' IDF
+    query_encoder: Literal["model", "idf"] = "model"
+    learn_query_weights: bool = False  # idf: train the table too (OpenSearch doc-v3 style)
+    # the lengths the saved model is served with (null: the training lengths of `data`)
+    query_max_length: int | None = Field(default=None, gt=1, le=8192)
+    doc_max_length: int | None = Field(default=None, gt=1, le=8192)
 
 
 class DataConfig(StrictModel):
@@ -35,7 +46,8 @@ class DataConfig(StrictModel):
 
     train_files: list[Path] = Field(min_length=1)
     val_files: list[Path] = Field(default_factory=list)
-    max_length: int = Field(gt=1, le=8192)
+    max_length: int = Field(gt=1, le=8192)  # documents (and queries, unless query_max_length is set)
+    query_max_length: int | None = Field(default=None, gt=1, le=8192)
     batch_size: int = Field(gt=0)
     skip_invalid: bool = False  # true: skip malformed lines and count them instead of stopping
     epoch_size: int | None = Field(default=None, gt=0)  # samples drawn per epoch (default: dataset size)
@@ -58,12 +70,26 @@ class TeacherConfig(StrictModel):
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
     max_length: int = Field(default=256, gt=1)
-    temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature on the normalised scores
+    # softmax temperature of the teacher's normalised scores (the student's raw scores are not rescaled:
+    # the KL's gradient then has InfoNCE's form and scale)
+    temperature: float = Field(default=1.0, gt=0.0)
     batch_size: int = Field(default=64, gt=0)
+    # the ensemble (arXiv 2411.04403): Kiwi BM25 mixed in with this weight where query and document are
+    # both Korean, `cross_lingual_bm25_weight` elsewhere; each teacher's scores min-max normalised per query.
+    # 0 and 0: the dense teacher alone
+    bm25_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    cross_lingual_bm25_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     # all: embed every training text once before the first step (a GPU's choice); lazy: embed each batch's
     # new texts as they come (a CPU's choice, for short runs); auto: all on a GPU, lazy otherwise.
     # Either way the embeddings are cached on disk and reused by epochs, resumes and reruns.
     precompute: Literal["auto", "all", "lazy"] = "auto"
+
+
+class TermConfig(StrictModel):
+    """A registered loss term's settings (`splade.trainer.losses.loss_term`)."""
+
+    weight: float = Field(ge=0.0)
+    warmup_steps: int = Field(default=0, ge=0)  # quadratic weight warm-up, as the FLOPS terms'
 
 
 class LossConfig(StrictModel):
@@ -92,6 +118,9 @@ class LossConfig(StrictModel):
     # in-batch documents that are positives of the query too (a repeated query or positive text in the
     # batch) are left out of its InfoNCE denominator instead of counting as negatives
     mask_false_negatives: bool = True
+    # any registered term by name, e.g. `terms: {l1_doc: {weight: 0.01}}`; the guide's terms keep their
+    # `lambda_*` keys (a term named here too takes this weight)
+    terms: dict[str, TermConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _teacher_when_kd(self) -> LossConfig:
@@ -117,7 +146,9 @@ class TrainingConfig(StrictModel):
     save_total_limit: int = Field(default=3, gt=0)
     early_stopping_patience: int | None = Field(default=None, gt=0)  # epochs without val improvement
     early_stopping_min_delta: float = Field(default=0.0, ge=0.0)
-    max_steps: int | None = Field(default=None, gt=0)  # stop after this many optimizer steps
+    # a budget: the whole schedule (warm-up, curriculum phases, FLOPS warm-up) shrinks to fit it
+    max_steps: int | None = Field(default=None, ge=0)  # optimizer steps; 0 saves the start and stops
+    max_minutes: float | None = Field(default=None, gt=0.0)  # wall clock, steps estimated from timed steps
     num_threads: int | None = Field(default=None, gt=0)  # CPU threads for torch (default: torch's choice)
     # the max-pooled vocabulary projection's implementation (same values, see splade.model.pooling);
     # auto: the fastest measured for the device
@@ -176,8 +207,11 @@ class DevConfig(StrictModel):
 
     sets: list[Path] = Field(default_factory=list)  # BEIR folders; each scored against its own corpus
     split: str = "dev"
+    # which half of the split's queries selects (splade.dev_split); reports use the other one
+    half: Literal["select", "report", "all"] = "select"
     metric: Literal["ndcg@10", "mrr@10", "recall@100"] = "ndcg@10"
     every_steps: int | None = Field(default=None, gt=0)  # null: at the end of every epoch
+    evaluations: int | None = Field(default=None, gt=0)  # or this many over a budgeted run (max_steps/minutes)
     max_queries: int | None = Field(default=200, gt=0)  # a fixed, seeded sample per set
     # judged documents of the sampled queries plus seeded distractors up to this many (null: whole corpus)
     max_documents: int | None = Field(default=5000, gt=0)

@@ -24,7 +24,6 @@ from splade.sparse import SparseBatch
 from splade.tokens import token_names
 from splade.windows import ENCODE_WINDOW
 
-
 TextKind = Literal["query", "document"]
 TEXT_KINDS = ("query", "document")
 QUERY_TABLE_BATCH = 256  # queries weighed at once by an inference-free model's table

@@ -184,6 +184,11 @@ def restore_head(model: SpladeModel, arrays: dict[str, np.ndarray]) -> LexicalSt
     return LexicalStart(int(positions), top1, bias, active, own)
 
 
+def _thresholds(noise_level: Tensor, own_level: Tensor) -> Tensor:
+    """Per token: above its noise, but at least `MIN_MARGIN` below its typical own activation."""
+    return torch.minimum(noise_level.clamp_min(float(own_level.min()) - 1.0), own_level - MIN_MARGIN)
+
+
 def _pooled_logits(model: SpladeModel, ids: Tensor, mask: Tensor) -> Tensor:
     """`[batch, vocab]` max over positions of the decoder's logits (before the activation)."""
     hidden = model.mlm(input_ids=ids, attention_mask=mask).logits
@@ -223,9 +228,9 @@ def calibrate_own_weights(
     proxy = (embeddings * centred / centred.std(1, keepdim=True).clamp_min(1e-6)).sum(1)
     slope, intercept = np.polyfit(proxy[seen].numpy(), own_mean[seen].numpy(), 1)
     own_level = torch.where(seen, own_mean, torch.from_numpy(slope * proxy.numpy() + intercept).float())
-    threshold = torch.minimum(noise_level.clamp_min(float(own_level.min()) - 1.0), own_level - MIN_MARGIN)
+    threshold = _thresholds(noise_level, own_level)
     goal = target.detach().float().cpu()[:width].clamp_min(0.0)
-    scale = torch.expm1(goal) / (own_level - threshold)
+    scale = torch.expm1(goal) / (own_level - threshold).clamp_min(MIN_MARGIN)
     model.untie_decoder()
     decoder = model.decoder
     old_bias = decoder.bias.detach().float().cpu()

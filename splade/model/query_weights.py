@@ -33,7 +33,7 @@ def read_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, w
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SpladeError(f"{path}: missing (an inference-free model keeps its query weights there)") from None
+        raise SpladeError(f"{path}: missing (an inference-free model's query weights)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SpladeError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(table, dict):

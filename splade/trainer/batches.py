@@ -135,13 +135,26 @@ class TripletBatch:
         return torch.from_numpy(mask).to(self.query_ids.device)
 
 
+def truncate(ids: np.ndarray, max_length: int | None) -> np.ndarray:
+    """Token ids cut to `max_length`, keeping the closing special token as the tokenizer would."""
+    if max_length is None or len(ids) <= max_length:
+        return ids
+    return np.concatenate([ids[: max_length - 1], ids[-1:]])
+
+
 def make_batch(
-    table: TextTable, rows: TripletRows, indices: np.ndarray, pad_id: int, local: np.ndarray | None = None
+    table: TextTable,
+    rows: TripletRows,
+    indices: np.ndarray,
+    pad_id: int,
+    local: np.ndarray | None = None,
+    query_length: int | None = None,
 ) -> TripletBatch:
-    """The micro-batch of triplets `indices`; this process encodes `local` (a part of them, default all)."""
+    """The micro-batch of triplets `indices`; this process encodes `local` (a part of them, default all).
+    Queries are cut to `query_length` (the table holds every text at the document length)."""
     local = indices if local is None else local
     q, p, n = rows.query[local], rows.positive[local], rows.negative[local]
-    query_ids, query_mask = pad_rows(table.rows(q), pad_id)
+    query_ids, query_mask = pad_rows([truncate(ids, query_length) for ids in table.rows(q)], pad_id)
     doc_ids, doc_mask = pad_rows(table.rows(np.concatenate([p, n])), pad_id)
     tensors = [torch.from_numpy(a) for a in (query_ids, query_mask, doc_ids, doc_mask)]
     return TripletBatch(*tensors, rows.query[indices], rows.positive[indices], rows.negative[indices])

@@ -48,6 +48,7 @@ class TrainerState:
     epoch_sums: dict[str, float] = field(default_factory=dict)  # running sums for the epoch's averages
     skipped_lines: int = 0
     stopped_early: bool = False  # early stopping fired: a resume has nothing left to train
+    planned_steps: int | None = None  # a `training.max_minutes` budget's steps, fixed when it was planned
 
 
 def rng_states() -> dict[str, Any]:
@@ -106,6 +107,8 @@ def resume_settings(config: TrainConfig) -> dict[str, Any]:
         "data.batch_size": data.batch_size,
         "data.epoch_size": data.epoch_size,
         "data.max_length": data.max_length,
+        "data.query_max_length": data.query_max_length,
+        "training.max_steps": training.max_steps,  # a budget shapes the schedule (it shrinks to fit)
         "data.train_files": [str(path) for path in data.train_files],
         "training.gradient_accumulation_steps": training.gradient_accumulation_steps,
         "training.seed": training.seed,

@@ -1,5 +1,6 @@
-"""Knowledge distillation from a dense teacher (guide 7.3 #2): the teacher's scores of each query against
-[the batch's positives; its hard negatives].
+"""Knowledge distillation (guide 7.3 #2): the teacher's scores of each query against [the batch's
+positives; its hard negatives], min-max normalised per query. The teacher is a dense sentence-transformers
+model, or (with `bm25_weight`) the heterogeneous ensemble of that model and Kiwi BM25 (`splade.fusion`).
 
 The teacher embeds each distinct text once. Embeddings are kept on disk (`TeacherStore`), keyed by the
 teacher and the text, so epochs, resumes and reruns reuse them. With `precompute: all` (a GPU's default)
@@ -21,8 +22,10 @@ from tqdm.auto import tqdm
 
 from splade.config import TeacherConfig
 from splade.errors import SpladeError
+from splade.fusion import fuse, is_korean, minmax_rows, pair_weights
 from splade.model.artifact import model_identity
 from splade.model.tokenization import TextTokenizer, pad_rows
+from splade.trainer.bm25_teacher import BM25Teacher
 from splade.trainer.cache import ArrayCache, key_of
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,15 @@ class TeacherStore:
 
 
 class TeacherScores:
-    """Cosine scores of a sentence-transformers teacher over the training texts, by text row."""
+    """The teacher's scores between training texts, by text row."""
 
     def __init__(
-        self, config: TeacherConfig, texts: list[str], cache: ArrayCache, device: torch.device
+        self,
+        config: TeacherConfig,
+        texts: list[str],
+        cache: ArrayCache,
+        device: torch.device,
+        document_rows: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.texts = texts
@@ -88,6 +96,12 @@ class TeacherScores:
         self.embedded = 0  # texts embedded by this run (not read from the store)
         self.seconds = 0.0
         self._load_store()
+        self.bm25: BM25Teacher | None = None
+        if config.bm25_weight > 0 or config.cross_lingual_bm25_weight > 0:
+            self.bm25 = BM25Teacher(
+                texts, document_rows if document_rows is not None else np.arange(len(texts))
+            )
+        self.korean = is_korean(texts)
 
     def prefix(self, kind: str) -> str:
         return self.config.query_prefix if kind == "query" else self.config.passage_prefix
@@ -174,13 +188,27 @@ class TeacherScores:
         self._complete("passage", document_rows, show_progress=True)
         self.flush()
 
-    def scores(self, query_rows: np.ndarray, document_rows: np.ndarray) -> torch.Tensor:
-        """`[len(query_rows), len(document_rows)]` float32 cosine scores on the device."""
+    def dense_scores(self, query_rows: np.ndarray, document_rows: np.ndarray) -> torch.Tensor:
+        """`[len(query_rows), len(document_rows)]` float32 cosine scores of the dense teacher."""
         self._complete("query", query_rows)
         self._complete("passage", document_rows)
         q = self.vectors["query"][torch.from_numpy(query_rows.astype(np.int64)).to(self.device)]
         d = self.vectors["passage"][torch.from_numpy(document_rows.astype(np.int64)).to(self.device)]
         return (q @ d.T).float()
+
+    def scores(self, query_rows: np.ndarray, document_rows: np.ndarray) -> torch.Tensor:
+        """`[len(query_rows), len(document_rows)]` teacher scores in [0, 1] per query, on the device."""
+        dense = self.dense_scores(query_rows, document_rows)
+        if self.bm25 is None:
+            return minmax_rows(dense)
+        lexical = torch.from_numpy(self.bm25.scores(query_rows, document_rows)).to(self.device)
+        weights = pair_weights(
+            self.korean[query_rows],
+            self.korean[document_rows],
+            self.config.bm25_weight,
+            self.config.cross_lingual_bm25_weight,
+        )
+        return fuse(lexical, dense, torch.from_numpy(weights).to(self.device))
 
     def flush(self) -> None:
         """Write the embeddings computed since the last flush to the store."""

@@ -81,13 +81,17 @@ class Distributed:
 
     def broadcast_flag(self, value: bool) -> bool:
         """Rank 0's `value` on every process."""
+        return bool(self.broadcast_int(int(value)))
+
+    def broadcast_int(self, value: int) -> int:
+        """Rank 0's `value` on every process."""
         if not self.enabled:
             return value
-        flag = torch.tensor([int(value)], dtype=torch.int64)
+        number = torch.tensor([value], dtype=torch.int64)
         if dist.get_backend() == "nccl":
-            flag = flag.cuda()
-        dist.broadcast(flag, src=0)
-        return bool(flag.item())
+            number = number.cuda()
+        dist.broadcast(number, src=0)
+        return int(number.item())
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:

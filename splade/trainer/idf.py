@@ -64,6 +64,11 @@ def smooth_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     return 1.0 + np.log((n_docs + 1) / (df + 1.0))
 
 
+def bm25_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """BM25's IDF `ln(1 + (N - df + 0.5) / (df + 0.5))`: near 0 for a token in every document."""
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
 def idf_penalty_weights(df: np.ndarray, n_docs: int) -> torch.Tensor:
     """Per-token FLOPS penalty weights `idf_max / idf_j` (1 for rare tokens, larger for common ones)."""
     idf = smooth_idf(df, n_docs)

@@ -24,13 +24,14 @@ from splade.config import TrainConfig
 from splade.errors import SpladeError
 from splade.trainer import checkpoints as ckpt
 from splade.trainer.batches import make_batch
+from splade.trainer.budget import Budget
 from splade.trainer.curriculum import PhaseSettings
 from splade.trainer.distributed import Distributed
 from splade.trainer.losses import similarity
 from splade.trainer.metrics import ProgressBar, ScalarLogger, ranking_stats, sparsity_stats
 from splade.trainer.sampler import epoch_indices
 from splade.trainer.selection import Selection
-from splade.trainer.setup import build_run, resolve_device, seed_everything
+from splade.trainer.setup import build_run, fit_budget, resolve_device, seed_everything
 from splade.trainer.step import RunningMeans
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,15 @@ class Trainer:
         self.selection = Selection(
             self.state, self.cfg_t.early_stopping_patience or 0, self.cfg_t.early_stopping_min_delta
         )
+        self.max_steps = self.cfg_t.max_steps
+        if self.max_steps is None and self.state.planned_steps is not None:  # a wall-clock budget's plan
+            self._plan(self.state.planned_steps)
         parts.setup_seconds["total"] = time.perf_counter() - started
+
+    def _plan(self, steps: int) -> None:
+        """Train `steps` optimizer steps: the schedule shrinks to fit them (a `max_minutes` budget)."""
+        self.state.planned_steps = self.max_steps = steps
+        fit_budget(self.parts, self.config, steps)
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -146,6 +155,9 @@ class Trainer:
             self.out / "tensorboard" if self.config.output.tensorboard and self.is_main else None,
             purge_step=state.global_step + 1 if self.checkpoint else None,
         )
+        budget = Budget(self.cfg_t.max_minutes)
+        if state.global_step == 0 and self.checkpoint is None:
+            self._evaluate_start(tb, budget)
         bar = ProgressBar(self._total_micro_batches(), self._done_micro_batches(), enabled=self.is_main)
         finished = self._reached_max_steps()
         if finished and state.epoch <= t.num_epochs:
@@ -176,8 +188,10 @@ class Trainer:
                         batches[b],
                         self.parts.tokenizer.pad_id,
                         local,
+                        self.config.data.query_max_length,
                     )
                     weights = self.parts.schedule.loss_weights(state.global_step, phase)
+                    self.parts.step.measure_shares = self._logs_at(state.global_step + 1)
                     boundary = (
                         b + 1
                     ) % t.gradient_accumulation_steps == 0 or b + 1 == self.parts.micro_batches
@@ -189,7 +203,7 @@ class Trainer:
                     last_ckpt = self._after_optimizer_step(epoch, phase, tb, bar, last_ckpt)
                     if state.stopped_early:
                         break
-                    if self._reached_max_steps():
+                    if self._reached_max_steps() or budget.spent():
                         finished = True
                         break
                 if state.stopped_early:
@@ -218,13 +232,13 @@ class Trainer:
         every_step_check = self.device.type != "cuda"  # a sync per step costs nothing on a CPU
         if every_step_check and not self.parts.step.is_finite():
             self._fail_non_finite(epoch)
-        if state.global_step % t.logging_steps == 0 or state.global_step == 1:
+        if self._logs_at(state.global_step):
             self._log_step(epoch, phase, lr, tb, bar)
         else:
             bar.show(lr=lr)
         if t.save_steps and state.global_step % t.save_steps == 0:
             last_ckpt = self._save(phase)
-        every = self.config.dev.every_steps
+        every = self._dev_every()
         if every and state.global_step % every == 0:
             self._evaluate_mid_epoch(epoch, phase, tb)
         if self.step_callback is not None:
@@ -244,10 +258,9 @@ class Trainer:
             "train/learning_rate": lr,
             "train/gradient_norm": float(self.parts.step.grad_norm),
             "train/temperature": phase.temperature,
-            "train/lambda_infonce": phase.lambda_infonce,
             "train/phase": phase.index,
-            "train/lambda_flops": weights.flops,
-            "train/lambda_flops_doc": weights.flops_doc,
+            **{f"train/lambda_{name}": weights.of(name) for name in weights.active()},
+            **{f"train/grad_share_{name}": share for name, share in self.parts.step.shares.items()},
             "train/epoch": epoch,
             **{f"train/{k}": v for k, v in window.items()},
             **{f"train/{k}": v for k, v in sparsity_stats(q, docs).items()},
@@ -289,17 +302,63 @@ class Trainer:
             is_main=self.is_main,
         )
 
+    def _logs_at(self, step: int) -> bool:
+        """A log line (with each term's gradient share) falls on optimizer step `step` (1-based)."""
+        return step % self.cfg_t.logging_steps == 0 or step == 1
+
     def _total_micro_batches(self) -> int:
         total = self.parts.micro_batches * self.cfg_t.num_epochs
-        if self.cfg_t.max_steps:
-            total = min(total, self.cfg_t.max_steps * self.cfg_t.gradient_accumulation_steps)
+        if self.max_steps is not None:
+            total = min(total, self.max_steps * self.cfg_t.gradient_accumulation_steps)
         return total
 
     def _done_micro_batches(self) -> int:
         return (self.state.epoch - 1) * self.parts.micro_batches + self.state.batch_in_epoch
 
     def _reached_max_steps(self) -> bool:
-        return bool(self.cfg_t.max_steps and self.state.global_step >= self.cfg_t.max_steps)
+        return self.max_steps is not None and self.state.global_step >= self.max_steps
+
+    def _evaluate_start(self, tb: ScalarLogger, budget: Budget) -> None:
+        """Step 0: the start is evaluated (and kept as the best model until training beats it), so no
+        selected model is below it. A wall-clock budget then times steps and plans how many fit."""
+        phase = self.parts.schedule.phase(1)
+        started = time.perf_counter()
+        if self.parts.dev and self.is_main:
+            record = self._evaluate(1, phase, tb)
+            record["best"] = self._select(record, phase)
+            self.state.evaluations.append(record)
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_history(self.state.history)
+        evaluation = time.perf_counter() - started
+        if budget.minutes is None or self.max_steps is not None:
+            return
+        dev = self.config.dev
+        evaluations = (dev.evaluations or self.cfg_t.num_epochs) if self.parts.dev else 0
+        steps = budget.plan(self._time_step(), evaluation, dev.every_steps, evaluations)
+        log.info("training.max_minutes=%g: planned %d optimizer steps", budget.minutes, steps)
+        self._plan(self.dist.broadcast_int(steps))
+
+    def _time_step(self) -> float:
+        """Seconds of one optimizer step, timed on the first batch (the gradients are dropped)."""
+        parts = self.parts
+        rows = parts.data.pool[: self.config.data.batch_size]
+        batch = make_batch(
+            parts.data.table,
+            parts.data.rows,
+            rows,
+            parts.tokenizer.pad_id,
+            self.dist.shard(rows),
+            self.config.data.query_max_length,
+        ).to(self.device)
+        weights = parts.schedule.loss_weights(0, parts.schedule.phase(1))
+        started = time.perf_counter()
+        for _ in range(2):
+            parts.step.micro_batch(batch, weights, 1)
+        seconds = (time.perf_counter() - started) / 2 * self.cfg_t.gradient_accumulation_steps
+        parts.optimizer.zero_grad(set_to_none=True)
+        parts.step.window = RunningMeans(device=self.device)
+        parts.step.epoch = RunningMeans(self.state.epoch_sums, self.device)
+        return seconds
 
     def _group_size(self, b: int) -> int:
         """Micro-batches in the accumulation group of micro-batch `b`; the epoch's last group may be short."""
@@ -325,7 +384,16 @@ class Trainer:
 
     @property
     def _dev_every_steps(self) -> bool:
-        return bool(self.parts.dev and self.config.dev.every_steps)
+        return bool(self.parts.dev and self._dev_every())
+
+    def _dev_every(self) -> int | None:
+        """Optimizer steps between dev evaluations (None: at epoch ends)."""
+        dev = self.config.dev
+        if dev.every_steps:
+            return dev.every_steps
+        if dev.evaluations and self.max_steps:
+            return max(1, self.max_steps // dev.evaluations)
+        return None
 
     def _select(self, record: dict[str, Any], phase: PhaseSettings) -> bool:
         """Keep the best model and count towards early stopping; True when this evaluation is the best."""

@@ -1,13 +1,24 @@
-"""The six loss components of the guide's section 3 (plus knowledge distillation), each returned by name.
+"""The loss terms: the guide's six (section 3), distillation and the document FLOPS term, each one small
+function registered by name.
 
-All take `[batch, vocab]` SPLADE representations: `q` (queries), `p` (positives), `n` (hard negatives).
-`SpladeLoss` computes every component once per batch and weighs it by the `LossWeights` the schedule
-gives for the step (it holds no lambda of its own); the components are returned unweighted so each can be
-logged on its own.
+Every term reads the batch's representations from one `LossInputs` and returns a scalar, or None where it
+does not apply (no teacher scores; the query side of an inference-free model, whose cost is fixed by its
+weight table). `SpladeLoss` computes each term with a weight above zero once per batch, weighs it by the
+`LossWeights` the schedule gives for the step (it holds no lambda of its own), and returns the terms
+unweighted so each can be logged on its own.
+
+A new term is one decorated function here (or in any imported module) plus its weight in the YAML:
+
+    @loss_term("l1_doc")
+    def l1_doc(x: LossInputs) -> Tensor:
+        return x.docs.sum(1).mean()
+
+    loss: {terms: {l1_doc: {weight: 0.01}}}
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +26,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splade.config import LossConfig
+from splade.errors import SpladeError
 
-COMPONENTS = ("infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act", "kd")
+LossTerm = Callable[["LossInputs"], Tensor | None]
+TERMS: dict[str, LossTerm] = {}
+
+
+def loss_term(name: str) -> Callable[[LossTerm], LossTerm]:
+    """Register a loss term under `name` (its weight: `loss.lambda_<name>` or `loss.terms.<name>`)."""
+
+    def register(function: LossTerm) -> LossTerm:
+        TERMS[name] = function
+        return function
+
+    return register
 
 
 def similarity(a: Tensor, b: Tensor, kind: str) -> Tensor:
@@ -24,6 +47,32 @@ def similarity(a: Tensor, b: Tensor, kind: str) -> Tensor:
     if kind == "cosine":
         return F.normalize(a, dim=-1, eps=1e-8) @ F.normalize(b, dim=-1, eps=1e-8).T
     return a @ b.T
+
+
+@dataclass
+class LossInputs:
+    """One batch as every term sees it. `docs` = positives (row i belongs to query i) then hard negatives;
+    `teacher_scores` and `false_negatives` are `[batch, 2*batch]` over `docs`."""
+
+    q: Tensor
+    p: Tensor
+    n: Tensor
+    query_bag: Tensor
+    positive_bag: Tensor
+    config: LossConfig
+    temperature: float
+    flops_weights: Tensor | None = None
+    teacher_scores: Tensor | None = None
+    false_negatives: Tensor | None = None
+    queries_by_table: bool = False  # inference-free: queries are a weight table's entries
+
+    @property
+    def docs(self) -> Tensor:
+        return torch.cat([self.p, self.n], dim=0)
+
+    def scores(self) -> Tensor:
+        """`[batch, 2*batch]` query x document scores as the model is served."""
+        return similarity(self.q, self.docs, self.config.similarity).float()
 
 
 def infonce_loss(
@@ -35,7 +84,7 @@ def infonce_loss(
     scores = similarity(q, docs, kind).float() / temperature
     if false_negatives is not None:
         scores = scores.masked_fill(false_negatives, float("-inf"))
-    labels = torch.arange(q.shape[0], device=q.device)
+    labels = torch.arange(scores.shape[0], device=scores.device)
     return F.cross_entropy(scores, labels)
 
 
@@ -66,38 +115,77 @@ def min_activation_loss(q: Tensor, k: int, threshold: float) -> Tensor:
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
-    """KL(teacher || student) between softmaxed score rows, each row z-normalised first so a dense
-    teacher's cosine scores and a sparse student's scores are on one scale."""
-
-    def normalise(scores: Tensor) -> Tensor:
-        return (scores - scores.mean(-1, keepdim=True)) / scores.std(-1, keepdim=True).clamp_min(1e-6)
-
-    log_student = F.log_softmax(normalise(student.float()) / temperature, dim=-1)
-    log_teacher = F.log_softmax(normalise(teacher.float()) / temperature, dim=-1)
+    """KL(teacher || student) between score rows: the teacher's scores (already on [0, 1] per query) over
+    `temperature`, the student's raw scores. Its gradient, `softmax(student) - softmax(teacher / τ)`, has
+    InfoNCE's form and scale, so the two terms weigh what their lambdas say."""
+    log_student = F.log_softmax(student.float(), dim=-1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
     return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+
+
+@loss_term("infonce")
+def _infonce(x: LossInputs) -> Tensor:
+    return infonce_loss(x.q, x.docs, x.temperature, x.config.similarity, x.false_negatives)
+
+
+@loss_term("self")
+def _self(x: LossInputs) -> Tensor | None:
+    return None if x.queries_by_table else token_activation_loss(x.q, x.query_bag, x.config.activation_target)
+
+
+@loss_term("positive")
+def _positive(x: LossInputs) -> Tensor:
+    return token_activation_loss(x.q, x.positive_bag, x.config.activation_target)
+
+
+@loss_term("margin")
+def _margin(x: LossInputs) -> Tensor:
+    return triplet_margin_loss(x.q, x.p, x.n, x.config.margin)
+
+
+@loss_term("flops")
+def _flops(x: LossInputs) -> Tensor | None:
+    return None if x.queries_by_table else flops_loss(x.q, x.flops_weights)
+
+
+@loss_term("flops_doc")
+def _flops_doc(x: LossInputs) -> Tensor:
+    return flops_loss(x.docs, x.flops_weights)
+
+
+@loss_term("min_act")
+def _min_act(x: LossInputs) -> Tensor | None:
+    if x.queries_by_table:
+        return None
+    return min_activation_loss(x.q, x.config.min_act_k, x.config.min_act_threshold)
+
+
+@loss_term("kd")
+def _kd(x: LossInputs) -> Tensor | None:
+    if x.teacher_scores is None:
+        return None
+    temperature = x.config.teacher.temperature if x.config.teacher else 1.0
+    return distillation_loss(x.scores(), x.teacher_scores.to(x.q.device), temperature)
 
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The lambda of every component and the InfoNCE temperature for one step (from the schedule)."""
+    """The weight of every term and the InfoNCE temperature for one step (from the schedule)."""
 
     temperature: float
-    infonce: float
-    self: float
-    positive: float
-    margin: float
-    flops: float
-    flops_doc: float
-    min_act: float
-    kd: float = 0.0
+    terms: dict[str, float]
 
-    def of(self, component: str) -> float:
-        return float(getattr(self, component))
+    def of(self, name: str) -> float:
+        return float(self.terms.get(name, 0.0))
+
+    def active(self) -> list[str]:
+        """Terms with a weight above zero, in registry order."""
+        return [name for name in TERMS if self.of(name) > 0]
 
 
 @dataclass
 class LossOutput:
-    """The weighted total and every component (unweighted) by name."""
+    """The weighted total and every computed term (unweighted) by name."""
 
     total: Tensor
     components: dict[str, Tensor]
@@ -105,15 +193,19 @@ class LossOutput:
 
 
 class SpladeLoss(nn.Module):
-    """Weighted sum of InfoNCE, self-reconstruction, positive activation, triplet margin, query and document
-    FLOPS, min-activation and (with teacher scores) distillation."""
+    """The weighted sum of the registered terms that have a weight this step."""
 
     def __init__(self, config: LossConfig, flops_weights: Tensor | None = None) -> None:
         super().__init__()
+        unknown = sorted(set(config.terms) - set(TERMS))
+        if unknown:
+            raise SpladeError(
+                f"loss.terms: no loss term is registered as {', '.join(unknown)} (known: {', '.join(TERMS)})"
+            )
         self.config = config
         self.register_buffer("flops_weights", flops_weights, persistent=False)
 
-    def forward(
+    def inputs(
         self,
         q: Tensor,
         p: Tensor,
@@ -123,23 +215,43 @@ class SpladeLoss(nn.Module):
         weights: LossWeights,
         teacher_scores: Tensor | None = None,
         false_negatives: Tensor | None = None,
-    ) -> LossOutput:
-        """`teacher_scores` and `false_negatives` are `[batch, 2*batch]` over `[positives; negatives]`."""
-        cfg = self.config
-        docs = torch.cat([p, n], dim=0)
-        target = cfg.activation_target
-        parts = {
-            "infonce": infonce_loss(q, docs, weights.temperature, cfg.similarity, false_negatives),
-            "self": token_activation_loss(q, query_bag, target),
-            "positive": token_activation_loss(q, positive_bag, target),
-            "margin": triplet_margin_loss(q, p, n, cfg.margin),
-            "flops": flops_loss(q, self.flops_weights),
-            "flops_doc": flops_loss(docs, self.flops_weights),
-            "min_act": min_activation_loss(q, cfg.min_act_k, cfg.min_act_threshold),
-        }
-        if teacher_scores is not None and weights.kd > 0:
-            student = similarity(q, docs, cfg.similarity)
-            temp = cfg.teacher.temperature if cfg.teacher else 1.0
-            parts["kd"] = distillation_loss(student, teacher_scores.to(student.device), temp)
-        total = sum(weights.of(name) * value.float() for name, value in parts.items())
+        queries_by_table: bool = False,
+    ) -> LossInputs:
+        return LossInputs(
+            q,
+            p,
+            n,
+            query_bag,
+            positive_bag,
+            self.config,
+            weights.temperature,
+            self.flops_weights,
+            teacher_scores,
+            false_negatives,
+            queries_by_table,
+        )
+
+    def forward(self, x: LossInputs, weights: LossWeights) -> LossOutput:
+        parts: dict[str, Tensor] = {}
+        for name in dict.fromkeys(["infonce", *weights.active()]):  # InfoNCE is always logged
+            value = TERMS[name](x)
+            if value is not None:
+                parts[name] = value.float()
+        total = sum(weights.of(name) * value for name, value in parts.items())
         return LossOutput(total, parts, weights)
+
+
+def gradient_shares(x: LossInputs, out: LossOutput) -> dict[str, float]:
+    """Each weighted term's share of the gradient reaching the representations (norms, summing to 1)."""
+    leaves = [t for t in (x.q, x.p, x.n) if t.requires_grad]
+    if not leaves:
+        return {}
+    norms = {}
+    for name, value in out.components.items():
+        weight = out.weights.of(name)
+        if weight <= 0 or not value.requires_grad:
+            continue
+        grads = torch.autograd.grad(weight * value, leaves, retain_graph=True, allow_unused=True)
+        norms[name] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+    total = sum(norms.values()) or 1.0
+    return {name: norm / total for name, norm in norms.items()}

@@ -12,8 +12,9 @@ from splade.trainer.losses import LossWeights
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
-    """Linear learning-rate warm-up from 0 to 1 over `warmup_steps` optimizer steps."""
-    return min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+    """Linear learning-rate warm-up to 1 over `warmup_steps` optimizer steps; the first step (0) already
+    learns (`1 / warmup_steps`), none runs at learning rate 0."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -21,7 +22,7 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return step / max(1, warmup_steps)
+            return (step + 1) / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -44,13 +45,21 @@ class Schedule:
     - `cosine`: one cosine decay over the whole run, times the phase's multiplier.
     """
 
-    def __init__(self, config: TrainConfig, steps_per_epoch: int) -> None:
+    def __init__(
+        self, config: TrainConfig, steps_per_epoch: int, full_steps_per_epoch: int | None = None
+    ) -> None:
+        """`steps_per_epoch`: the run's epochs; `full_steps_per_epoch`: a whole pass over the data, when a
+        budget (`training.max_steps`) shrank the epochs to fit the curriculum in it. Step-counted settings
+        (the FLOPS warm-up, term warm-ups) shrink by the same factor."""
         self.config = config
-        self.steps_per_epoch = steps_per_epoch
         self.curriculum = Curriculum(config.curriculum_phases, config.loss)
-        training = config.training
-        # the schedule spans all epochs even with max_steps: a run stopped there and resumed without it
-        # follows the same learning rates as an uninterrupted one
+        self.resize(steps_per_epoch, full_steps_per_epoch)
+
+    def resize(self, steps_per_epoch: int, full_steps_per_epoch: int | None = None) -> None:
+        """Set the epoch length (see `__init__`) and everything derived from it."""
+        self.steps_per_epoch = steps_per_epoch
+        self.shrink = steps_per_epoch / max(1, full_steps_per_epoch or steps_per_epoch)
+        training = self.config.training
         self.total_steps = steps_per_epoch * training.num_epochs
         self.warmup_steps = int(training.warmup_ratio * self.total_steps)
         self._cosine = cosine_with_warmup(self.total_steps, self.warmup_steps)
@@ -69,18 +78,24 @@ class Schedule:
             return self._cosine(step) * multiplier
         return warmup_factor(step, self.warmup_steps) * multiplier
 
+    def warmup(self, steps: int) -> int:
+        """A step-counted warm-up of the full-data schedule, shrunk as the run's epochs are."""
+        return round(steps * self.shrink)
+
     def loss_weights(self, step: int, phase: PhaseSettings) -> LossWeights:
-        """The loss weights at optimizer step `step` (0-based) inside `phase`."""
+        """The weight of every registered term at optimizer step `step` (0-based) inside `phase`."""
         loss = self.config.loss
-        scale = flops_scale(step, loss.flops_warmup_steps)
-        return LossWeights(
-            temperature=phase.temperature,
-            infonce=phase.lambda_infonce,
-            self=loss.lambda_self,
-            positive=loss.lambda_positive,
-            margin=loss.lambda_margin,
-            flops=loss.lambda_flops * scale,
-            flops_doc=loss.lambda_flops_doc * scale,
-            min_act=loss.lambda_min_act,
-            kd=loss.lambda_kd if loss.teacher is not None else 0.0,
-        )
+        flops = flops_scale(step, self.warmup(loss.flops_warmup_steps))
+        weights = {
+            "infonce": phase.lambda_infonce,
+            "self": loss.lambda_self,
+            "positive": loss.lambda_positive,
+            "margin": loss.lambda_margin,
+            "flops": loss.lambda_flops * flops,
+            "flops_doc": loss.lambda_flops_doc * flops,
+            "min_act": loss.lambda_min_act,
+            "kd": loss.lambda_kd if loss.teacher is not None else 0.0,
+        }
+        for name, term in loss.terms.items():
+            weights[name] = term.weight * flops_scale(step, self.warmup(term.warmup_steps))
+        return LossWeights(temperature=phase.temperature, terms=weights)

@@ -26,6 +26,7 @@ from splade.trainer.cache import files_fingerprint, key_of
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.distill import TeacherScores
 from splade.trainer.distributed import Distributed
+from splade.trainer.idf import bm25_idf, idf_penalty_weights
 from splade.trainer.losses import SpladeLoss
 from splade.trainer.schedule import Schedule
 from splade.trainer.step import TrainStep
@@ -80,6 +81,7 @@ class RunParts:
     step: TrainStep
     val_batches: list[TripletBatch]
     micro_batches: int  # micro-batches an epoch
+    full_micro_batches: int  # micro-batches of a whole pass over the pool (no budget)
     lexical: LexicalStart | None = None
     setup_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -104,7 +106,9 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     model = SpladeModel.from_pretrained(
         source, max_length=config.data.max_length, dropout=cfg.dropout, dtype=DTYPES[cfg.dtype]
     )
-    model.max_length = config.data.max_length
+    # the lengths it is served with (dev selection encodes at them too); training batches carry their own
+    model.max_length = cfg.doc_max_length or config.data.max_length
+    model.query_max_length = cfg.query_max_length or config.data.query_max_length or config.data.max_length
     model.use_expansion = cfg.use_expansion
     model.similarity = config.loss.similarity
     model.to(device).train()
@@ -113,10 +117,29 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     return model
 
 
-def apply_lexical_start(config: TrainConfig, model: SpladeModel, data: TrainingData) -> LexicalStart:
-    """Refit the MLM head so training starts from each text's own tokens; the fit is kept in the cache, so
-    a rerun on the same data and backbone reads it."""
-    from splade.model.lexical_start import head_arrays, lexical_start, restore_head
+def start_targets(config: TrainConfig, model: SpladeModel, idf: np.ndarray) -> torch.Tensor:
+    """What a text's own token weighs at step 0: `sqrt(idf)` on both sides of a siamese model (a query x
+    document product then sums each shared token's IDF, as BM25 does), 1 for an inference-free model's
+    documents (its query table carries the IDF)."""
+    if config.model.query_encoder == "idf":
+        return torch.ones(model.vocab_size)
+    return torch.from_numpy(np.sqrt(idf)).float()
+
+
+def apply_lexical_start(
+    config: TrainConfig, model: SpladeModel, data: TrainingData, idf: np.ndarray
+) -> LexicalStart:
+    """Refit the MLM head so training starts from each text's own tokens, then calibrate each vocabulary
+    row to its token's target weight; both are kept in the cache, so a rerun on the same data and backbone
+    reads them."""
+    from splade.model.lexical_start import (
+        calibrate_own_weights,
+        calibration_arrays,
+        head_arrays,
+        lexical_start,
+        restore_calibration,
+        restore_head,
+    )
 
     cfg, seed = config.model, config.training.seed
     key = key_of(
@@ -124,19 +147,43 @@ def apply_lexical_start(config: TrainConfig, model: SpladeModel, data: TrainingD
         data.files_key,
         cfg.lexical_texts,
         cfg.lexical_keep,
-        config.data.max_length,
+        model.max_length,
         seed,
     )
     cached = data.cache.load(f"lexical-{key}")
     if cached is not None:
-        return restore_head(model, cached)
-    picked = np.random.default_rng(seed).choice(
-        data.pool, size=min(len(data.pool), cfg.lexical_texts // 2), replace=False
+        fitted = restore_head(model, cached)
+    else:
+        picked = np.random.default_rng(seed).choice(
+            data.pool, size=min(len(data.pool), cfg.lexical_texts // 2), replace=False
+        )
+        rows = np.concatenate([data.rows.query[picked], data.rows.positive[picked]])
+        fitted = lexical_start(model, [data.table.texts[r] for r in rows], keep_own=cfg.lexical_keep)
+        data.cache.save(f"lexical-{key}", **head_arrays(model, fitted))
+    if not cfg.calibrate_start:
+        return fitted
+    calibration = f"calibration-{key_of(key, cfg.query_encoder, cfg.calibration_texts)}"
+    cached = data.cache.load(calibration)
+    if cached is not None:
+        restore_calibration(model, cached)
+        return fitted
+    picked = np.random.default_rng([seed, 3]).choice(
+        data.pool, size=min(len(data.pool), cfg.calibration_texts // 2), replace=False
     )
     rows = np.concatenate([data.rows.query[picked], data.rows.positive[picked]])
-    fitted = lexical_start(model, [data.table.texts[r] for r in rows], keep_own=cfg.lexical_keep)
-    data.cache.save(f"lexical-{key}", **head_arrays(model, fitted))
+    calibrate_own_weights(model, [data.table.texts[r] for r in rows], start_targets(config, model, idf))
+    data.cache.save(calibration, **calibration_arrays(model))
     return fitted
+
+
+def apply_query_table(config: TrainConfig, model: SpladeModel, idf: np.ndarray, fresh: bool) -> None:
+    """An inference-free model's query weights: the training documents' IDF at the start (a resumed run
+    keeps its trained table), trainable when `model.learn_query_weights`."""
+    cfg = config.model
+    if cfg.query_encoder != "idf":
+        return
+    table = torch.from_numpy(idf).float() if fresh or model.query_weights is None else model.query_weights
+    model.set_query_weights(table, trainable=cfg.learn_query_weights)
 
 
 def build_teacher(config: TrainConfig, data: TrainingData, device: torch.device) -> TeacherScores | None:
@@ -145,7 +192,7 @@ def build_teacher(config: TrainConfig, data: TrainingData, device: torch.device)
     cfg = config.loss
     if cfg.lambda_kd <= 0 or cfg.teacher is None:
         return None
-    teacher = TeacherScores(cfg.teacher, data.table.texts, data.cache, device)
+    teacher = TeacherScores(cfg.teacher, data.table.texts, data.cache, device, data.rows.documents())
     mode = cfg.teacher.precompute
     if mode == "all" or (mode == "auto" and device.type == "cuda"):
         rows, pool = data.rows, data.pool
@@ -178,6 +225,31 @@ def validation_batches(
     ]
 
 
+def epoch_steps(config: TrainConfig, micro_batches: int, full_micro_batches: int) -> tuple[int, int]:
+    """Optimizer steps of one epoch as run and of one full pass over the data."""
+    accumulate = config.training.gradient_accumulation_steps
+    return math.ceil(micro_batches / accumulate), math.ceil(full_micro_batches / accumulate)
+
+
+def budget_micro_batches(config: TrainConfig, full_micro_batches: int, max_steps: int | None) -> int:
+    """Micro-batches an epoch. A budget of `max_steps` optimizer steps shorter than the configured epochs
+    shrinks every epoch alike, so the whole schedule (warm-up, every curriculum phase, the FLOPS warm-up)
+    fits in it instead of the run stopping inside the warm-up."""
+    training = config.training
+    accumulate = training.gradient_accumulation_steps
+    full_steps = math.ceil(full_micro_batches / accumulate) * training.num_epochs
+    if not max_steps or max_steps >= full_steps:
+        return full_micro_batches
+    return math.ceil(max_steps / training.num_epochs) * accumulate
+
+
+def fit_budget(parts: RunParts, config: TrainConfig, max_steps: int) -> None:
+    """Shrink a built run's epochs and schedule to `max_steps` optimizer steps (a wall-clock budget's
+    estimate, known once steps were timed)."""
+    parts.micro_batches = budget_micro_batches(config, parts.full_micro_batches, max_steps)
+    parts.schedule.resize(*epoch_steps(config, parts.micro_batches, parts.full_micro_batches))
+
+
 def build_run(
     config: TrainConfig, checkpoint: Path | None, dist: Distributed, device: torch.device
 ) -> RunParts:
@@ -188,17 +260,13 @@ def build_run(
     lexical = None
     with dist.main_first():
         data = timed("data", lambda: TrainingData.load(config, tokenizer))
+        df, n_docs = timed("idf", lambda: data.document_frequencies(config, tokenizer, model.vocab_size))
+        token_idf = bm25_idf(df, n_docs) * model.vocab_keep.cpu().numpy()
         init = config.model.init
         if checkpoint is None and (init == "lexical" or (init == "auto" and model.head_built)):
-            lexical = timed("lexical start", lambda: apply_lexical_start(config, model, data))
-        idf = timed(
-            "loss",
-            lambda: (
-                data.idf_weights(config, tokenizer, model.vocab_size)
-                if config.loss.use_idf_weighting
-                else None
-            ),
-        )
+            lexical = timed("lexical start", lambda: apply_lexical_start(config, model, data, token_idf))
+        apply_query_table(config, model, token_idf, fresh=checkpoint is None)
+        idf = idf_penalty_weights(df, n_docs) if config.loss.use_idf_weighting else None
         teacher = timed("teacher", lambda: build_teacher(config, data, device))
     loss_fn = SpladeLoss(config.loss, idf).to(device)
     dev = timed(
@@ -206,15 +274,16 @@ def build_run(
     )
     training = config.training
     epoch_size = config.data.epoch_size or len(data.pool)
-    micro_batches = max(1, epoch_size // config.data.batch_size)
-    schedule = Schedule(config, math.ceil(micro_batches / training.gradient_accumulation_steps))
+    full_micro_batches = max(1, epoch_size // config.data.batch_size)
+    micro_batches = budget_micro_batches(config, full_micro_batches, training.max_steps)
+    schedule = Schedule(config, *epoch_steps(config, micro_batches, full_micro_batches))
     on_gpu = device.type == "cuda"
     optimizer = torch.optim.AdamW(
         _param_groups(model, training.weight_decay),
         lr=training.learning_rate,
         **({"fused": True} if on_gpu else {}),
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)  # follows `resize`
     autocast = (
         {"bf16": torch.bfloat16, "fp16": torch.float16}.get(training.mixed_precision) if on_gpu else None
     )
@@ -248,6 +317,7 @@ def build_run(
         step,
         val,
         micro_batches,
+        full_micro_batches,
         lexical,
         timed.seconds,
     )

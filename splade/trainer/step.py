@@ -18,7 +18,7 @@ from splade.model import SpladeModel, bag_of_tokens
 from splade.trainer.batches import TripletBatch
 from splade.trainer.distill import TeacherScores
 from splade.trainer.distributed import Distributed
-from splade.trainer.losses import LossOutput, LossWeights, SpladeLoss
+from splade.trainer.losses import LossOutput, LossWeights, SpladeLoss, gradient_shares
 
 
 class PairForward(torch.nn.Module):
@@ -31,7 +31,7 @@ class PairForward(torch.nn.Module):
         self.pooling = pooling
 
     def forward(self, query_ids: Tensor, query_mask: Tensor, doc_ids: Tensor, doc_mask: Tensor):  # noqa: ANN201
-        q = self.model(query_ids, query_mask, pooling=self.pooling)
+        q = self.model.encode_query_ids(query_ids, query_mask, pooling=self.pooling)
         docs = self.model(doc_ids, doc_mask, pooling=self.pooling)
         return q, docs
 
@@ -102,6 +102,8 @@ class TrainStep:
         self.finite = torch.ones((), dtype=torch.bool, device=self.device)
         self.last: tuple[Tensor, Tensor] | None = None  # the last micro-batch's (queries, documents)
         self.grad_norm = torch.zeros((), device=self.device)
+        self.measure_shares = False  # set for a step whose log line shows each term's gradient share
+        self.shares: dict[str, float] = {}
 
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:
@@ -140,11 +142,17 @@ class TrainStep:
             with torch.no_grad():
                 query_bag, positive_bag = gather_all(query_bag), gather_all(positive_bag)
         teacher_scores = None
-        if with_teacher and self.teacher is not None and weights.kd > 0:
+        if with_teacher and self.teacher is not None and weights.of("kd") > 0:
             documents = np.concatenate([batch.positive_rows, batch.negative_rows])
             teacher_scores = self.teacher.scores(batch.query_rows, documents)
         false_negatives = batch.false_negatives() if self.mask_false_negatives else None
-        out = self.loss_fn(q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives)
+        by_table = self.model.inference_free
+        inputs = self.loss_fn.inputs(
+            q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives, by_table
+        )
+        out = self.loss_fn(inputs, weights)
+        if self.measure_shares:
+            self.shares = gradient_shares(inputs, out)
         self.last = (q.detach(), torch.cat([p, n]).detach())
         return out
 
@@ -182,6 +190,9 @@ class TrainStep:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.model.query_weights is not None and self.model.query_weights.requires_grad:
+            with torch.no_grad():
+                self.model.query_weights.clamp_(min=0.0)  # a query weight table stays non-negative
 
     def read_window(self) -> dict[str, float]:
         """Means since the last call."""

@@ -95,9 +95,11 @@ class TrainingData:
     def mix(self) -> dict[str, Any]:
         return mix_report(self.dataset, self.pool)
 
-    def idf_weights(self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int) -> torch.Tensor:
-        """FLOPS penalty weights from the document frequencies of the training documents (or of
-        `loss.idf_corpus`)."""
+    def document_frequencies(
+        self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int
+    ) -> tuple[np.ndarray, int]:
+        """Document frequency of every token over the training documents (or `loss.idf_corpus`), and the
+        number of documents; cached."""
         corpus: Path | None = config.loss.idf_corpus
         max_length = config.data.max_length
         if corpus is None:
@@ -113,6 +115,9 @@ class TrainingData:
         if cached is None:
             df = document_frequencies(table, documents, vocab_size)
             self.cache.save(name, df=df, n_docs=np.asarray(len(documents)))
-        else:
-            df = cached["df"]
-        return idf_penalty_weights(df, len(documents))
+            return df, len(documents)
+        return cached["df"], int(cached["n_docs"])
+
+    def idf_weights(self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int) -> torch.Tensor:
+        """FLOPS penalty weights from the document frequencies (see `document_frequencies`)."""
+        return idf_penalty_weights(*self.document_frequencies(config, tokenizer, vocab_size))

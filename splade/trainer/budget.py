@@ -1,0 +1,42 @@
+"""A wall-clock training budget (`training.max_minutes`): how many optimizer steps fit, and when it is spent.
+
+The plan is made once, after step 0 was evaluated and a step was timed: the steps and the dev evaluations
+they bring must fit in what is left. The clock also stops the run if the estimate was too hopeful.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+SAFETY = 1.1  # timed steps leave out the optimizer update and the teacher's first embeddings
+
+
+class Budget:
+    """Minutes of training from the start of the loop (setup not counted)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.minutes = minutes
+        self.started = time.monotonic()
+
+    def left(self) -> float:
+        """Seconds left (infinite without a budget)."""
+        if self.minutes is None:
+            return math.inf
+        return self.minutes * 60 - (time.monotonic() - self.started)
+
+    def spent(self) -> bool:
+        return self.left() <= 0
+
+    def plan(
+        self, step_seconds: float, evaluation_seconds: float, every_steps: int | None, evaluations: int
+    ) -> int:
+        """Optimizer steps that fit in what is left, with a dev evaluation every `every_steps`, or else
+        `evaluations` of them over the run."""
+        left = self.left()
+        step = step_seconds * SAFETY
+        if every_steps:
+            steps = left / (step + evaluation_seconds / every_steps)
+        else:
+            steps = (left - evaluations * evaluation_seconds) / step
+        return max(1, int(steps))
