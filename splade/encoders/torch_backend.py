@@ -1,4 +1,8 @@
-"""The PyTorch backend of `Encoder`: a `SpladeModel` checkpoint in eager mode, on a GPU when there is one."""
+"""The PyTorch backend of `Encoder`: a `SpladeModel` in eager mode, on a GPU when there is one.
+
+Built from a saved folder (serving) or from a live model (`from_model`: dev selection while training), so
+what training selects is encoded exactly as what is served.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +17,42 @@ from splade.model.pooling import default_pooling
 
 
 class TorchEncoder(Encoder):
-    """PyTorch eager backend over a `SpladeModel` checkpoint."""
+    """PyTorch eager backend over a `SpladeModel`."""
 
     backend = "torch"
 
-    def __init__(self, model_dir: str | Path, device: str | None = None,
-                 max_length: int | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path, device: str | None = None, max_length: int | None = None
+    ) -> None:
         model = SpladeModel.from_pretrained(model_dir)
-        table = None if model.query_weights is None else model.query_weights.detach().float().numpy()
-        super().__init__(model.tokenizer, max_length or model.max_length, model_identity(model_dir),
-                         model.similarity, model.query_max_length, table)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-        self.pooling = default_pooling(self.device)  # the fastest exact forward on this device
+        device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._attach(
+            model.to(device_).eval(), model_identity(model_dir), default_pooling(device_), max_length
+        )
+
+    @classmethod
+    def from_model(
+        cls, model: SpladeModel, pooling: str | None = None, name: str = "training"
+    ) -> TorchEncoder:
+        """An encoder over a live model (left in the mode it is in: the caller sets eval / train)."""
+        encoder = cls.__new__(cls)
+        device = model.vocab_keep.device
+        encoder._attach(model, name, pooling or default_pooling(device), None)
+        return encoder
+
+    def _attach(self, model: SpladeModel, name: str, pooling: str, max_length: int | None) -> None:
+        table = None if model.query_weights is None else model.query_weights.detach().float().cpu().numpy()
+        super().__init__(
+            model.tokenizer,
+            max_length or model.max_length,
+            name,
+            model.similarity,
+            model.query_max_length,
+            table,
+        )
+        self.model = model
+        self.device = model.vocab_keep.device
+        self.pooling = pooling  # the fastest exact forward on this device
 
     @property
     def vocab_size(self) -> int:

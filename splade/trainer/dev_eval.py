@@ -3,7 +3,9 @@
 Each set's sampled queries are scored against its corpus (the judged documents of those queries plus a
 fixed sample of distractors, or the whole corpus) by exact sparse dot products, the way the indexes score,
 and the configured metric (NDCG@10 by default) is averaged over the sets. The samples are fixed for the
-run, so evaluations are comparable across steps.
+run, so evaluations are comparable across steps. Only the split's `select` half of the queries is used
+(`dev.half`), so reports on the `report` half show a model on queries that never chose it. Texts are
+encoded by the same `Encoder` that serves the model (its lengths, an inference-free query table).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,9 +21,11 @@ import torch
 
 from splade.config import DevConfig
 from splade.data.beir import load_beir
+from splade.dev_split import in_half
+from splade.encoders.torch_backend import TorchEncoder
 from splade.evaluation.metrics import evaluate_run, mean_scores
 from splade.model import SpladeModel
-from splade.model.tokenization import TextTokenizer
+from splade.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +43,19 @@ class DevSet:
 
 
 def sample_dev_set(
-    path,
+    path: str | Path,
     split: str,
     max_queries: int | None,
-    max_documents: int | None,  # noqa: ANN001
+    max_documents: int | None,
     seed: int = 0,
+    half: str = "all",
 ) -> DevSet:
-    """The set at `path` with at most `max_queries` judged queries and `max_documents` documents (every
-    judged document of the kept queries first, then seeded distractors)."""
+    """The set at `path` with at most `max_queries` judged queries of `half` (`splade.dev_split`) and
+    `max_documents` documents (every judged document of the kept queries first, then seeded
+    distractors)."""
     data = load_beir(path, split=split)
     rnd = random.Random(seed)
-    qids = sorted(data.judged_queries())
+    qids = in_half(sorted(data.judged_queries()), half)
     if max_queries is not None and len(qids) > max_queries:
         qids = sorted(rnd.sample(qids, max_queries))
     qrels = {qid: data.qrels[qid] for qid in qids}
@@ -66,47 +73,18 @@ def sample_dev_set(
     )
 
 
-@torch.no_grad()
-def encode_sparse(
-    model: SpladeModel,
-    tokenizer: TextTokenizer,
-    texts: list[str],
-    batch_size: int,
-    pooling: str,
-    device: torch.device,
-) -> sp.csr_matrix:
-    """`[texts, vocab]` CSR of the model's representations (length-sorted batches)."""
-    encoded = tokenizer.encode(texts, model.max_length)
-    order = np.argsort([-len(row) for row in encoded], kind="stable")
-    blocks: list[sp.csr_matrix] = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    for start in range(0, len(order), batch_size):
-        ids, mask = tokenizer.pad([encoded[i] for i in order[start : start + batch_size]])
-        inputs = (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-        if autocast is not None:
-            with autocast:
-                reps = model(*inputs, pooling=pooling)
-        else:
-            reps = model(*inputs, pooling=pooling)
-        blocks.append(sp.csr_matrix(reps.float().cpu().numpy()))
-    matrix = sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, model.vocab_size))
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return matrix[inverse]
-
-
-def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix
+def as_csr(batch: SparseBatch) -> sp.csr_matrix:
+    return sp.csr_matrix((batch.values, batch.indices, batch.indptr), shape=(len(batch), batch.vocab_size))
 
 
 class DevEvaluator:
     """Scores a model on the configured dev sets; `evaluate()` returns the metric per set and their mean."""
 
-    def __init__(self, config: DevConfig, seed: int) -> None:
+    def __init__(self, config: DevConfig, seed: int, show_progress: bool = True) -> None:
         self.config = config
+        self.show_progress = show_progress
         self.sets = [
-            sample_dev_set(path, config.split, config.max_queries, config.max_documents, seed)
+            sample_dev_set(path, config.split, config.max_queries, config.max_documents, seed, config.half)
             for path in config.sets
         ]
         for dev in self.sets:
@@ -119,18 +97,22 @@ class DevEvaluator:
         """`{"<set>/<metric>": value, ..., "dev/<metric>": mean, "dev/active_terms_*"}`."""
         was_training = model.training
         model.eval()
-        tokenizer = TextTokenizer(model.tokenizer)
+        encoder = TorchEncoder.from_model(model, pooling)  # as served: lengths, query table, cosine
+        size = self.config.batch_size
         metric = self.config.metric
         results: dict[str, float] = {}
         terms_q, terms_d = [], []
         try:
             for dev in self.sets:
-                q = encode_sparse(model, tokenizer, dev.queries, self.config.batch_size, pooling, device)
-                d = encode_sparse(model, tokenizer, dev.documents, self.config.batch_size, pooling, device)
+                label = f"dev {dev.name}"
+                q = as_csr(encoder.encode_queries(dev.queries, batch_size=size, desc=f"{label} queries"))
+                d = as_csr(
+                    encoder.encode_documents(
+                        dev.documents, batch_size=size, show_progress=self.show_progress, desc=label
+                    )
+                )
                 terms_q.append(q.getnnz(axis=1).mean())
                 terms_d.append(d.getnnz(axis=1).mean())
-                if model.similarity == "cosine":
-                    q, d = _normalise_rows(q), _normalise_rows(d)
                 run = self._run(dev, (q @ d.T).toarray())
                 per_query = evaluate_run(dev.qrels, run, [metric]) if any(run.values()) else {}
                 results[f"{dev.name}/{metric}"] = mean_scores(per_query, [metric])[metric]
