@@ -28,6 +28,7 @@ Format = Annotated[str, typer.Option(
 FORMATS = ("table", "json", "trec")
 _index, _search = IndexConfig.default, SearchConfig.default
 SCALE = "Scale-out"
+BATCH = "Batch search (a TREC run file)"
 Shard = Annotated[str | None, typer.Option(
     "--shard", help="Encode only share I of N (I/N, e.g. 0/4; torchrun sets it from RANK/WORLD_SIZE); "
     "the last shard to finish publishes the whole index.", rich_help_panel=SCALE)]
@@ -128,7 +129,6 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     @opensearch_options
     def search_command(
-        query: Annotated[str, typer.Argument(help="The query text.")],
         model: Model,
         index: IndexName,
         backend: Backend = _search("backend"),
@@ -138,15 +138,44 @@ def register(app: typer.Typer) -> None:
         output_format: Format = "table",
         device: Device = None,
         query_mode: QueryMode = _search("query_mode"),
+        queries: Annotated[Path | None, typer.Option(
+            "--queries", help="Search every query of a file instead: BEIR queries.jsonl (_id, text) or TSV "
+            "(id<TAB>text a line); needs --output.", rich_help_panel=BATCH)] = None,
+        output: Annotated[Path | None, typer.Option(
+            "--output", "-o", help="TREC run file the --queries search writes (`QID Q0 DOC_ID RANK SCORE "
+            "RUN`).", rich_help_panel=BATCH)] = None,
+        batch_size: Annotated[int, typer.Option(
+            "--batch-size", help="Queries encoded per batch.",
+            rich_help_panel=BATCH)] = _search("batch_size"),
+        shard: Annotated[str | None, typer.Option(
+            "--shard", help="Search only share I of N of the --queries (I/N; torchrun sets it); the last "
+            "shard to finish writes the whole run file.", rich_help_panel=BATCH)] = None,
+        query: Annotated[str | None, typer.Argument(help="The query text (or --queries FILE).")] = None,
         opensearch: OpenSearchSettings | None = None,
     ) -> None:
-        """Search an index with one query and print the ranked documents."""
+        """Search an index with one query and print the ranked documents, or write the TREC run of a query
+        file (--queries, --output)."""
         from splade.errors import at_option
         from splade.indexer.pipeline import search_text
 
         if output_format not in FORMATS:
             raise at_option("--format", f"choose one of {', '.join(FORMATS)}, not {output_format!r}")
+        if (queries is None) == (query is None):
+            raise at_option("QUERY", "give one query text or --queries FILE (not both)")
+        if queries is None and (output is not None or shard is not None):
+            raise at_option("--output" if output is not None else "--shard", "needs --queries FILE")
+        if queries is not None and output is None:
+            raise at_option("--output", "--queries writes a TREC run file: name it with --output")
         config = SearchConfig(model=model, index=index, backend=backend, opensearch=opensearch,
                               query_mode=query_mode, top_k=top_k, allow_other_model=allow_other_model,
-                              device=device)
+                              device=device, queries=queries, output=output, shard=shard,
+                              batch_size=batch_size)
+        if queries is not None:
+            from rich.console import Console
+
+            from splade.indexer.batch import search_to_run
+
+            Console(stderr=True, soft_wrap=True).print(search_to_run(config)["message"], markup=False)
+            return
+        assert query is not None
         print_hits(query, search_text(config, query), output_format, run_name=model.name)
