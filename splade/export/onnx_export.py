@@ -44,6 +44,7 @@ from splade.model import (
     SpladeModel,
     model_identity,
 )
+from splade.model.card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,11 @@ def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = 
             raise SpladeError("export failed its parity check, nothing written: " + "; ".join(failed))
         model.save_pretrained(tmp, model_id=model_identity(checkpoint))  # for sentence-transformers, torch
         _write_config(checkpoint, tmp, model, config.exporter, config.opset)
+        export_facts = {"graphs": sorted(p.name for p in tmp.glob("*.onnx")), "exporter": config.exporter,
+                        "opset": config.opset,
+                        "parity_max_abs_diff": float(f"{parity['fp32'].max_abs_diff:.2e}")}
+        write_model_card(tmp, {"export": export_facts}, source=checkpoint,
+                         name=config.name or Path(out_dir).name)
         report = ExportReport(Path(out_dir), config.exporter, config.opset, providers, [], parity, fusions)
         report.files = sorted(p.name for p in tmp.iterdir()) + ["export_report.json"]
         report.seconds = time.perf_counter() - started

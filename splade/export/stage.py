@@ -53,4 +53,8 @@ def run_export(config: ExportConfig) -> ExportResult:
         for folder, package in staged:
             os.replace(Path(scratch) / folder, out_dir / folder)
             result.packages.append(out_dir / folder / package.name)
+        if staged:  # the card names the packages now beside it
+            from splade.model.card import write_model_card
+
+            write_model_card(out_dir, source=out_dir, name=name or out_dir.name)
     return result
