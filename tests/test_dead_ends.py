@@ -63,3 +63,12 @@ def test_data_build_checks_its_sources_first(tmp_path: Path, monkeypatch: pytest
     result = invoke("data", "sample", "--out", str(tmp_path / "sample"))
     assert isinstance(result.exception, SpladeError)
     assert "The installed sample needs no rebuild" in str(result.exception)
+
+
+def test_export_says_each_step(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = invoke("export", str(tiny_model_dir), "--out", str(tmp_path / "onnx"), "--int8")
+    assert result.exit_code == 0, (result.output, result.exception)
+    steps = ["loading", "tracing the ONNX graph", "parity check of the fp32 graph",
+             "writing and checking the int8 graph", "saving the weights, tokenizer and model card"]
+    positions = [result.output.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), result.output

@@ -38,6 +38,8 @@ def export(
     name: str = typer.Option(None, "--name", help="Model name to register (default: folder name)."),
 ) -> None:
     """Export a checkpoint to ONNX (parity-checked against PyTorch) and, optionally, OpenSearch packages."""
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
@@ -48,9 +50,13 @@ def export(
         exporter=exporter, optimize=optimize, parity_texts=parity_texts, max_length=max_length,
         opensearch_package=opensearch_package, sparse_tokenize=sparse_tokenize, idf_corpus=idf_corpus,
         package_url=package_url, name=name)
-    console = Console()
-    with console.status(f"exporting {checkpoint} ..."):
-        result = run_export(config)
+    console, steps = Console(), Console(stderr=True, soft_wrap=True)
+    started = time.perf_counter()
+
+    def say(step: str) -> None:  # every step on its own line: no silent stretch, on a terminal or in a log
+        steps.print(f"{time.perf_counter() - started:6.1f}s {step}", markup=False, highlight=False)
+
+    result = run_export(config, say=say)
     report = result.report
     table = Table(title=f"parity vs PyTorch ({report.parity['fp32'].n_texts} Korean/English texts)")
     for column in ("graph", "max |diff|", "tolerance", f"top-{report.parity['fp32'].k} overlap", "verdict"):
