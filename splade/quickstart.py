@@ -53,11 +53,10 @@ def build_base_model(folder: Path, vocab_size: int = 8000) -> Path:
     return folder
 
 
-def train_quickstart_overrides(user_overrides: list[str], say: Callable[[str], None] = print) -> list[str]:
+def train_quickstart_overrides(user_overrides: list[str]) -> list[str]:
     """What makes `splade train quickstart` run from any folder, placed before the user's `--set`s: the
-    packaged sample as training and validation files, the token cache beside the output folder (never
-    inside the installed package), and the base model built at `model.name` when it is the bundled
-    default and missing."""
+    packaged sample as training and validation files, and the token cache beside the output folder
+    (never inside the installed package). `ensure_base_model` then builds the base model."""
     import copy
 
     from splade.config.loading import apply_override, read_config
@@ -73,11 +72,18 @@ def train_quickstart_overrides(user_overrides: list[str], say: Callable[[str], N
     if not data.get("cache_dir"):
         output = Path(str((effective.get("output") or {}).get("dir", "outputs/quickstart/train")))
         ours.append(f"data.cache_dir={output.parent / 'cache'}")
-    model = str((effective.get("model") or {}).get("name"))
+    return ours
+
+
+def ensure_base_model(config: TrainConfig, say: Callable[[str], None] = print) -> None:
+    """Build the quickstart's base model at `model.name` when it is the bundled default and missing."""
+    from splade.config.loading import read_config
+
+    _, raw = read_config(QUICKSTART_CONFIG)
+    model = config.model.name
     if model == str(raw["model"]["name"]) and not Path(model).exists():
         say(f"building the quickstart base model (a small BERT from the bundled sample) at {model}")
         build_base_model(Path(model))
-    return ours
 
 
 def quickstart_config(out_dir: Path, model: str, sample: Path, overrides: list[str]) -> TrainConfig:

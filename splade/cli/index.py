@@ -70,15 +70,20 @@ def print_hits(query: str, hits: list[tuple[str, float, str | None]], output_for
     widths = [max([len(header)] + [len(row[column]) for row in rows])
               for column, header in enumerate(("#", "doc id", "score"))]
     console = Console()
+    # ids and scores are never shortened: the text takes what is left of the line (3 = padding + border);
+    # with too little left it is left out, and ids too long for the terminal run past its edge, whole
+    fixed = sum(w + 3 for w in widths) + 1
+    text_width = console.width - fixed - 3
+    if fixed > console.width:
+        console = Console(width=fixed)
     table = Table(title=f"{query}  ({len(hits)} hits)", title_justify="left")
     table.add_column("#", justify="right", width=widths[0], no_wrap=True)
     table.add_column("doc id", width=widths[1], no_wrap=True)
     table.add_column("score", justify="right", width=widths[2], no_wrap=True)
-    # ids and scores are never shortened: the text takes what is left of the line (3 = padding + border)
-    text_width = max(console.width - sum(w + 3 for w in widths) - 4, 10)
-    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=text_width)
+    if text_width >= 8:
+        table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=text_width)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(row if text_width >= 8 else row[:3]))
     console.print(table)
 
 
