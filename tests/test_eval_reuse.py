@@ -102,3 +102,23 @@ def test_bad_run_files_are_one_line(health: Path, tmp_path: Path, line: str, mes
     run_file.write_text(line, encoding="utf-8")
     with pytest.raises(SpladeError, match=message):
         run_evaluation(EvalConfig(datasets=[health], bm25=False, runs=[("r", run_file)]))
+
+
+def test_eval_on_an_existing_opensearch_alias_leaves_it_in_place(health: Path, tiny_model_dir: Path,
+                                                                  opensearch_url: str) -> None:
+    from splade.config.index import IndexConfig
+    from splade.indexer.opensearch import OpenSearchSettings, make_client
+    from splade.indexer.pipeline import build_index
+
+    settings = OpenSearchSettings(hosts=[opensearch_url])
+    build_index(IndexConfig(model=tiny_model_dir, corpus=health, index="health-sparse", backend="opensearch",
+                            opensearch=settings), show_progress=False)
+    common = dict(datasets=[health], bm25=False, top_k=5, trials=100, splade=[("tiny", tiny_model_dir)])
+    local = run_evaluation(EvalConfig(**common)).datasets[0].systems[0]
+    reused = run_evaluation(EvalConfig(**common, backend="opensearch", opensearch=settings,
+                                       indexes={"tiny": "health-sparse"})).datasets[0].systems[0]
+    assert "existing OpenSearch alias health-sparse" in reused.description
+    assert reused.metrics["ndcg@10"] == pytest.approx(local.metrics["ndcg@10"], abs=0.05)
+    client = make_client(settings)
+    assert client.indices.exists_alias(name="health-sparse")  # searched, never dropped
+    assert client.count(index="health-sparse")["count"] == len(HEALTH)
