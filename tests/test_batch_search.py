@@ -116,3 +116,23 @@ def test_two_shards_write_the_run_one_search_writes(tiny_model_dir: Path, built_
     assert parted.read_text(encoding="utf-8") == whole.read_text(encoding="utf-8")
     assert not (tmp_path / "parted.trec.parts").exists()
     assert len(read_run(parted)) == n
+
+
+def test_batch_search_on_an_opensearch_alias(tiny_model_dir: Path, built_index: Path, opensearch_url: str,
+                                             tmp_path: Path) -> None:
+    tsv = tmp_path / "queries.tsv"
+    tsv.write_text("".join(f"{q}\t{t}\n" for q, t in QUERIES.items()), encoding="utf-8")
+    corpus = built_index.parent / "beir"
+    common = ["--model", str(tiny_model_dir), "--index", "batch-idx", "--backend", "opensearch"]
+    env = {"OPENSEARCH_HOSTS": opensearch_url, "COLUMNS": "200"}
+    assert CliRunner().invoke(app, ["index", "--corpus", str(corpus), *common], env=env).exit_code == 0
+    batch = ["--queries", str(tsv), "--top-k", "3", "--output"]
+    result = CliRunner().invoke(app, ["search", *common, "--query-mode", "rank_feature", *batch,
+                                      str(tmp_path / "os.trec")], env=env)
+    assert result.exit_code == 0, result.output
+    assert search(tiny_model_dir, built_index, *batch, str(tmp_path / "local.trec")).exit_code == 0
+    remote, local = read_run(tmp_path / "os.trec"), read_run(tmp_path / "local.trec")
+    assert set(remote) == set(QUERIES)
+    for qid, docs in local.items():  # rank_features keeps 9 significant bits: scores within 1%
+        best = max(docs, key=docs.get)
+        assert remote[qid].get(best, 0.0) == pytest.approx(docs[best], rel=0.01)
