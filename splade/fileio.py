@@ -66,7 +66,8 @@ def parse_json_object(path: Path, number: int, line: str) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise at_line(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+        message = exc.msg.removesuffix(" at")  # "Unterminated string starting at": no "at at column"
+        raise at_line(path, number, f"invalid JSON ({message} at column {exc.colno})") from None
     if not isinstance(row, dict):
         raise at_line(path, number, "expected a JSON object")
     return row

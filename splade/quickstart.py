@@ -43,6 +43,49 @@ def _sample_texts(sample: Path) -> list[str]:
     return texts
 
 
+def build_base_model(folder: Path, vocab_size: int = 8000) -> Path:
+    """The quickstart's base model: a small BERT whose WordPiece vocabulary is built from the sample."""
+    from splade.data.sample import sample_dir
+    from splade.tiny import build_tiny_model
+
+    build_tiny_model(_sample_texts(sample_dir()), folder, vocab_size=vocab_size, hidden_size=128,
+                     num_layers=2, num_heads=2, max_length=64, lexical_bias=LEXICAL_BIAS)
+    return folder
+
+
+def train_quickstart_overrides(user_overrides: list[str]) -> list[str]:
+    """What makes `splade train quickstart` run from any folder, placed before the user's `--set`s: the
+    packaged sample as training and validation files, and the token cache beside the output folder
+    (never inside the installed package). `ensure_base_model` then builds the base model."""
+    import copy
+
+    from splade.config.loading import apply_override, read_config
+    from splade.data.sample import sample_dir
+
+    _, raw = read_config(QUICKSTART_CONFIG)
+    sample = sample_dir()
+    ours = [f"data.train_files=[{sample / 'train.jsonl'}]", f"data.val_files=[{sample / 'val.jsonl'}]"]
+    effective = copy.deepcopy(raw)
+    for override in [*ours, *user_overrides]:
+        apply_override(effective, override)
+    data = effective.get("data") or {}
+    if not data.get("cache_dir"):
+        output = Path(str((effective.get("output") or {}).get("dir", "outputs/quickstart/train")))
+        ours.append(f"data.cache_dir={output.parent / 'cache'}")
+    return ours
+
+
+def ensure_base_model(config: TrainConfig, say: Callable[[str], None] = print) -> None:
+    """Build the quickstart's base model at `model.name` when it is the bundled default and missing."""
+    from splade.config.loading import read_config
+
+    _, raw = read_config(QUICKSTART_CONFIG)
+    model = config.model.name
+    if model == str(raw["model"]["name"]) and not Path(model).exists():
+        say(f"building the quickstart base model (a small BERT from the bundled sample) at {model}")
+        build_base_model(Path(model))
+
+
 def quickstart_config(out_dir: Path, model: str, sample: Path, overrides: list[str]) -> TrainConfig:
     """The bundled quickstart training config, pointed at the sample and at `out_dir`."""
     paths = [
@@ -70,7 +113,6 @@ def run_quickstart(
     from splade.evaluation.runner import EvalConfig, run_evaluation
     from splade.export.stage import run_export
     from splade.indexer.pipeline import build_index
-    from splade.tiny import build_tiny_model
     from splade.trainer.loop import train
 
     out_dir = Path(out_dir)
@@ -80,8 +122,7 @@ def run_quickstart(
     if model is None:
         base = out_dir / "base_model"
         say(f"[2/6] model: a small BERT ({vocab_size} WordPiece vocabulary) built from the sample -> {base}")
-        build_tiny_model(_sample_texts(sample), base, vocab_size=vocab_size, hidden_size=128, num_layers=2,
-                         num_heads=2, max_length=64, lexical_bias=LEXICAL_BIAS)
+        build_base_model(base, vocab_size)
         model = str(base)
     else:
         say(f"[2/6] model: {model}")

@@ -44,8 +44,25 @@ COMMAND_MODULES = ("quickstart", "data", "train", "export", "index", "evaluate")
 _registered: list[str] = []
 
 
+def _plain_flags_in_help() -> None:
+    """Show a flag (`--append`, `--help`) without the `<bool>` value placeholder typer's help gives it: a
+    flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_splade_plain_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's own signature
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._splade_plain_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def _register_all() -> None:
     """Add every verb to `app` (once; later calls do nothing)."""
+    _plain_flags_in_help()
     for name in COMMAND_MODULES:
         if name not in _registered:
             importlib.import_module(f"splade.cli.{name}").register(app)

@@ -76,6 +76,9 @@ def build(
         raise at_option("--mine-with", f"{mine_with} is not a model folder")
     cfg = build_config(config, sources, mining_model=str(mine_with) if mine_with else None,
                        negatives_per_positive=negatives, seed=seed)
+    from splade.config.inputs import build_inputs, check_inputs
+
+    check_inputs(build_inputs(cfg), str(config or "options"))
     result = build_training_data(cfg, out, show_progress=True, log=_echo)
     _print_summary(result.summary, out)
 

@@ -30,6 +30,13 @@ def evaluate(
     splade: list[str] = typer.Option(
         [], "--splade", "-s", help="SPLADE checkpoint, ONNX export or sentence-transformers SPLADE folder, "
         "or NAME=FOLDER; repeat to compare several.", rich_help_panel=SYSTEMS),
+    index: list[str] = typer.Option(
+        [], "--index", help="Search an existing index (folder, or alias with --backend opensearch) built by "
+        "`splade index` with the --splade model, instead of encoding the corpus: INDEX, or NAME=INDEX for "
+        "the --splade system NAME.", rich_help_panel=SYSTEMS),
+    run: list[str] = typer.Option(
+        [], "--run", help="A TREC run file scored as it is (nothing encoded): FILE or NAME=FILE; repeatable.",
+        rich_help_panel=SYSTEMS),
     bm25: bool = typer.Option(_default("bm25"), "--bm25/--no-bm25",
                               help="BM25 over Kiwi content morphemes (baseline).", rich_help_panel=SYSTEMS),
     bm25_whitespace: bool = typer.Option(
@@ -79,12 +86,15 @@ def evaluate(
     from rich.console import Console
 
     from splade.evaluation import run_evaluation, write_report
-    from splade.evaluation.systems import parse_splade_spec
+    from splade.evaluation.runs import parse_run_spec
+    from splade.evaluation.systems import parse_index_specs, parse_splade_spec
 
     console = Console(stderr=True)
+    splade_systems = [parse_splade_spec(spec) for spec in splade]
     config = EvalConfig(
         datasets=list(dataset), split=split, merged_corpus=merged_corpus, duplicate_ids=duplicate_ids,
-        splade=[parse_splade_spec(spec) for spec in splade], bm25=bm25, bm25_whitespace=bm25_whitespace,
+        splade=splade_systems, indexes=parse_index_specs(index, [name for name, _ in splade_systems]),
+        runs=[parse_run_spec(spec) for spec in run], bm25=bm25, bm25_whitespace=bm25_whitespace,
         dense=dense, dense_query_prefix=query_prefix, dense_passage_prefix=passage_prefix,
         dense_max_length=dense_max_length, backend=backend, opensearch=opensearch,
         encoder_backend=encoder_backend, device=device, batch_size=batch_size, doc_top_k=doc_top_k,

@@ -38,6 +38,8 @@ def export(
     name: str = typer.Option(None, "--name", help="Model name to register (default: folder name)."),
 ) -> None:
     """Export a checkpoint to ONNX (parity-checked against PyTorch) and, optionally, OpenSearch packages."""
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
@@ -48,9 +50,13 @@ def export(
         exporter=exporter, optimize=optimize, parity_texts=parity_texts, max_length=max_length,
         opensearch_package=opensearch_package, sparse_tokenize=sparse_tokenize, idf_corpus=idf_corpus,
         package_url=package_url, name=name)
-    console = Console()
-    with console.status(f"exporting {checkpoint} ..."):
-        result = run_export(config)
+    console, steps = Console(), Console(stderr=True, soft_wrap=True)
+    started = time.perf_counter()
+
+    def say(step: str) -> None:  # every step on its own line: no silent stretch, on a terminal or in a log
+        steps.print(f"{time.perf_counter() - started:6.1f}s {step}", markup=False, highlight=False)
+
+    result = run_export(config, say=say)
     report = result.report
     table = Table(title=f"parity vs PyTorch ({report.parity['fp32'].n_texts} Korean/English texts)")
     for column in ("graph", "max |diff|", "tolerance", f"top-{report.parity['fp32'].k} overlap", "verdict"):
@@ -69,21 +75,68 @@ def export(
         console.print(f"OpenSearch package: {package} (register: {package.parent / 'register_model.json'})")
 
 
+VECTORS = "Vectors out (--input, --output)"
+
+
 def encode(
-    model: Path = typer.Argument(..., help="Checkpoint folder (PyTorch) or exported folder (ONNX)."),
-    texts: list[str] = typer.Argument(..., help="Texts to encode."),
-    top_k: int = typer.Option(20, "--top-k", help="Terms to show per text."),
+    texts: list[str] = typer.Argument(
+        None, help="Texts whose top terms to print (the older `splade encode MODEL TEXT...` works too)."),
+    model: Path = typer.Option(None, "--model",
+                               help="Checkpoint folder (PyTorch) or exported folder (ONNX)."),
+    input_file: Path = typer.Option(
+        None, "--input", help="Encode a file instead: a BEIR corpus (folder or corpus.jsonl; title + text), "
+        "or with --queries a queries.jsonl or TSV (id<TAB>text).", rich_help_panel=VECTORS),
+    output: Path = typer.Option(None, "--output", "-o", help="JSONL vectors file --input writes.",
+                                rich_help_panel=VECTORS),
+    queries: bool = typer.Option(False, "--queries", help="--input holds queries (encoded as queries are).",
+                                 rich_help_panel=VECTORS),
+    output_format: str = typer.Option(
+        "jsonl", "--format", help="jsonl: pyserini JsonVectorCollection {id, contents, vector}; opensearch: "
+        "{id, query_tokens} per query, {doc_id, text, sparse_embedding} per document.",
+        rich_help_panel=VECTORS),
+    quantize: int = typer.Option(None, "--quantize", help="Write round(weight x N) integers (impacts for an "
+                                 "Anserini / pyserini impact index).", rich_help_panel=VECTORS),
+    threshold: float = typer.Option(0.0, "--threshold", help="Drop weights at or below this.",
+                                    rich_help_panel=VECTORS),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts encoded per batch.",
+                                   rich_help_panel=VECTORS),
+    top_k: int = typer.Option(None, "--top-k",
+                              help="Terms kept per text (default: 20 printed, all written)."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch or onnx."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: a GPU when present)."),
 ) -> None:
-    """Print the top weighted terms of each text (to inspect what a model expands a query into)."""
+    """Print the top weighted terms of texts, or write a file's vectors as JSONL (--input, --output)."""
     from rich.console import Console
 
     from splade.encoders import load_encoder
+    from splade.errors import at_option
 
+    texts = list(texts or [])
+    if model is None and texts and Path(texts[0]).is_dir():  # the older positional form: MODEL TEXT...
+        model, texts = Path(texts[0]), texts[1:]
+    if model is None:
+        raise at_option("--model", "name the model folder (splade encode --model FOLDER ...)")
+    if not model.is_dir():
+        raise at_option("--model", f"model folder not found: {model}")
+    if (input_file is None) == (not texts):
+        raise at_option("--input", "give texts to print or --input FILE --output FILE (not both)")
+    if input_file is not None and output is None:
+        raise at_option("--output", "--input writes a vectors file: name it with --output")
+    if input_file is None and (output is not None or queries):
+        raise at_option("--output" if output is not None else "--queries", "needs --input FILE")
+    console = Console(stderr=input_file is not None)
+    if input_file is not None:
+        from splade.encoders.dump import read_items, write_vectors
+
+        items = read_items(input_file, queries)
+        encoder = load_encoder(model, backend=backend, device=device)
+        count = write_vectors(encoder, items, output, output_format, queries, batch_size, top_k, threshold,
+                              quantize)
+        console.print(f"wrote {count} {'query' if queries else 'document'} vectors to {output} "
+                      f"({encoder.model_name} on {encoder.device_description})", markup=False)
+        return
     encoder = load_encoder(model, backend=backend, device=device)
-    batch = encoder.encode(texts, top_k=top_k)
-    console = Console()
+    batch = encoder.encode(texts, top_k=top_k or 20)
     console.print(f"[dim]{encoder.model_name} on {encoder.device_description}[/dim]")
     for text, terms in zip(texts, batch.to_token_dicts(encoder.id_to_token), strict=True):
         ranked = sorted(terms.items(), key=lambda kv: -kv[1])

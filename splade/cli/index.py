@@ -28,6 +28,7 @@ Format = Annotated[str, typer.Option(
 FORMATS = ("table", "json", "trec")
 _index, _search = IndexConfig.default, SearchConfig.default
 SCALE = "Scale-out"
+BATCH = "Batch search (a TREC run file)"
 Shard = Annotated[str | None, typer.Option(
     "--shard", help="Encode only share I of N (I/N, e.g. 0/4; torchrun sets it from RANK/WORLD_SIZE); "
     "the last shard to finish publishes the whole index.", rich_help_panel=SCALE)]
@@ -69,15 +70,20 @@ def print_hits(query: str, hits: list[tuple[str, float, str | None]], output_for
     widths = [max([len(header)] + [len(row[column]) for row in rows])
               for column, header in enumerate(("#", "doc id", "score"))]
     console = Console()
+    # ids and scores are never shortened: the text takes what is left of the line (3 = padding + border);
+    # with too little left it is left out, and ids too long for the terminal run past its edge, whole
+    fixed = sum(w + 3 for w in widths) + 1
+    text_width = console.width - fixed - 3
+    if fixed > console.width:
+        console = Console(width=fixed)
     table = Table(title=f"{query}  ({len(hits)} hits)", title_justify="left")
     table.add_column("#", justify="right", width=widths[0], no_wrap=True)
     table.add_column("doc id", width=widths[1], no_wrap=True)
     table.add_column("score", justify="right", width=widths[2], no_wrap=True)
-    # ids and scores are never shortened: the text takes what is left of the line (3 = padding + border)
-    text_width = max(console.width - sum(w + 3 for w in widths) - 4, 10)
-    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=text_width)
+    if text_width >= 8:
+        table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=text_width)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(row if text_width >= 8 else row[:3]))
     console.print(table)
 
 
@@ -128,7 +134,6 @@ def register(app: typer.Typer) -> None:
     @app.command("search")
     @opensearch_options
     def search_command(
-        query: Annotated[str, typer.Argument(help="The query text.")],
         model: Model,
         index: IndexName,
         backend: Backend = _search("backend"),
@@ -138,15 +143,44 @@ def register(app: typer.Typer) -> None:
         output_format: Format = "table",
         device: Device = None,
         query_mode: QueryMode = _search("query_mode"),
+        queries: Annotated[Path | None, typer.Option(
+            "--queries", help="Search every query of a file instead: BEIR queries.jsonl (_id, text) or TSV "
+            "(id<TAB>text a line); needs --output.", rich_help_panel=BATCH)] = None,
+        output: Annotated[Path | None, typer.Option(
+            "--output", "-o", help="TREC run file the --queries search writes (`QID Q0 DOC_ID RANK SCORE "
+            "RUN`).", rich_help_panel=BATCH)] = None,
+        batch_size: Annotated[int, typer.Option(
+            "--batch-size", help="Queries encoded per batch.",
+            rich_help_panel=BATCH)] = _search("batch_size"),
+        shard: Annotated[str | None, typer.Option(
+            "--shard", help="Search only share I of N of the --queries (I/N; torchrun sets it); the last "
+            "shard to finish writes the whole run file.", rich_help_panel=BATCH)] = None,
+        query: Annotated[str | None, typer.Argument(help="The query text (or --queries FILE).")] = None,
         opensearch: OpenSearchSettings | None = None,
     ) -> None:
-        """Search an index with one query and print the ranked documents."""
+        """Search an index with one query and print the ranked documents, or write the TREC run of a query
+        file (--queries, --output)."""
         from splade.errors import at_option
         from splade.indexer.pipeline import search_text
 
         if output_format not in FORMATS:
             raise at_option("--format", f"choose one of {', '.join(FORMATS)}, not {output_format!r}")
+        if (queries is None) == (query is None):
+            raise at_option("QUERY", "give one query text or --queries FILE (not both)")
+        if queries is None and (output is not None or shard is not None):
+            raise at_option("--output" if output is not None else "--shard", "needs --queries FILE")
+        if queries is not None and output is None:
+            raise at_option("--output", "--queries writes a TREC run file: name it with --output")
         config = SearchConfig(model=model, index=index, backend=backend, opensearch=opensearch,
                               query_mode=query_mode, top_k=top_k, allow_other_model=allow_other_model,
-                              device=device)
+                              device=device, queries=queries, output=output, shard=shard,
+                              batch_size=batch_size)
+        if queries is not None:
+            from rich.console import Console
+
+            from splade.indexer.batch import search_to_run
+
+            Console(stderr=True, soft_wrap=True).print(search_to_run(config)["message"], markup=False)
+            return
+        assert query is not None
         print_hits(query, search_text(config, query), output_format, run_name=model.name)

@@ -14,7 +14,8 @@ CONNECTION = "OpenSearch connection (with --backend opensearch)"
 
 _OPTIONS: dict[str, Any] = {
     "hosts": Annotated[str | None, typer.Option(
-        "--hosts", help="Comma-separated URLs, default http://localhost:9200 (env OPENSEARCH_HOSTS).",
+        "--hosts", help="Comma-separated URLs, default http://localhost:9200 (env OPENSEARCH_HOSTS); the "
+        "compose stack serves https://localhost:9200 (its demo certificates: see below).",
         rich_help_panel=CONNECTION)],
     "user": Annotated[str | None, typer.Option(
         "--user", help="Basic-auth user (env OPENSEARCH_USER).", rich_help_panel=CONNECTION)],

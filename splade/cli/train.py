@@ -53,9 +53,20 @@ def train_command(
         sets.append(f"training.max_steps={max_steps}")
     if device is not None:
         sets.append(f"training.device={device}")
-    cfg = load_config(config or default_config(version), sets)
+    quickstart = version == "quickstart" and config is None  # runs from any folder (packaged sample)
+    if quickstart:
+        from splade.quickstart import ensure_base_model, train_quickstart_overrides
+
+        sets = [*train_quickstart_overrides(sets), *sets]
+    source = config or default_config(version)
+    cfg = load_config(source, sets)
     if cfg.version is None:
         cfg = cfg.model_copy(update={"version": version})
+    if quickstart:
+        ensure_base_model(cfg, say=lambda line: typer.echo(line, err=True))
+    from splade.config.inputs import check_inputs, train_inputs
+
+    check_inputs(train_inputs(cfg), str(source))
 
     from splade.trainer.loop import train
 

@@ -19,13 +19,16 @@ class EvalConfig(OptionsModel):
     """What `splade eval` compares; every field has the CLI option of the same name."""
 
     option_names: ClassVar[dict[str, str]] = {"datasets": "--dataset", "dense_query_prefix": "--query-prefix",
-                                              "dense_passage_prefix": "--passage-prefix"}
+                                              "dense_passage_prefix": "--passage-prefix", "runs": "--run",
+                                              "indexes": "--index"}
 
     datasets: list[Path]
     split: str = "dev"
     merged_corpus: bool = False
     duplicate_ids: Literal["error", "keep-first", "keep-last"] = "error"  # a corpus _id on two lines
     splade: list[tuple[str, Path]] = Field(default_factory=list)  # (name, model folder)
+    indexes: dict[str, str] = Field(default_factory=dict)  # SPLADE name -> an existing index it searches
+    runs: list[tuple[str, Path]] = Field(default_factory=list)  # (name, TREC run file) scored as they are
     bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
     bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
     dense: str | None = None  # sentence-transformers model (a baseline)
@@ -54,15 +57,19 @@ class EvalConfig(OptionsModel):
     def _something_to_compare(self) -> EvalConfig:
         if not self.datasets:
             raise ValueError("--dataset: give at least one BEIR dataset folder")
-        if not (self.bm25 or self.bm25_whitespace or self.dense or self.splade):
-            raise ValueError("nothing to compare: enable --bm25, --dense or --splade")
-        names = [name for name, _ in self.splade]
-        for name in names:
+        if not (self.bm25 or self.bm25_whitespace or self.dense or self.splade or self.runs):
+            raise ValueError("nothing to compare: enable --bm25, --dense, --splade or --run")
+        names = [name for name, _ in self.splade] + [name for name, _ in self.runs]
+        for i, name in enumerate(names):
+            option = "--splade" if i < len(self.splade) else "--run"
             if not SYSTEM_NAME.fullmatch(name):
-                raise ValueError(f"--splade: system name {name!r} may use only letters, digits, '.', '_' "
+                raise ValueError(f"{option}: system name {name!r} may use only letters, digits, '.', '_' "
                                  "and '-' (it names run files and the TREC run column)")
             if name in BASELINE_NAMES or names.count(name) > 1:
-                raise ValueError(f"--splade: system name {name!r} is used twice; name them NAME=MODEL_DIR")
+                raise ValueError(f"{option}: system name {name!r} is used twice; name them NAME=...")
+        unknown = sorted(set(self.indexes) - {name for name, _ in self.splade})
+        if unknown:
+            raise ValueError(f"--index: {unknown[0]!r} names no --splade system")
         return self
 
     @model_validator(mode="before")
@@ -74,5 +81,6 @@ class EvalConfig(OptionsModel):
         """The settings as JSON, without credentials (the OpenSearch hosts only)."""
         data = self.model_dump(mode="json", exclude={"opensearch"})
         data["splade"] = [{"name": name, "path": str(path)} for name, path in self.splade]
+        data["runs"] = [{"name": name, "path": str(path)} for name, path in self.runs]
         data["opensearch"] = None if self.opensearch is None else {"hosts": self.opensearch.hosts_text}
         return data

@@ -49,9 +49,13 @@ class IndexConfig(IndexTarget):
 
 
 class SearchConfig(IndexTarget):
-    """`splade search`: encode one query and rank an index's documents."""
+    """`splade search`: encode a query (or a file of them, into a TREC run) and rank an index's documents."""
 
     model: Path
     top_k: int = Field(default=10, ge=1)  # results per query
     allow_other_model: bool = False  # require only the same vocabulary, not the same model
     device: str | None = None
+    queries: Path | None = None  # queries.jsonl (BEIR) or TSV `id<TAB>text`: search them all
+    output: Path | None = None  # the TREC run file the batch search writes
+    shard: str | None = None  # "i/n": search only this share of the queries (torchrun's RANK/WORLD_SIZE)
+    batch_size: int = Field(default=32, ge=1)  # queries encoded per batch

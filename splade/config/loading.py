@@ -25,20 +25,59 @@ BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "resources" / "config
 
 
 def format_error(exc: ValidationError, source: str | None = None,
-                 options: dict[str, str] | None = None) -> str:
+                 options: dict[str, str] | None = None, model: type[BaseModel] | None = None,
+                 overridden: Sequence[str] = ()) -> str:
     """The first problem on one line: `SOURCE: a.b.c: message` for a file, `--option: message` for
-    settings built from command-line options (`options` renames a field's option, e.g. `datasets`)."""
+    settings built from command-line options (`options` renames a field's option, e.g. `datasets`).
+
+    An unknown key gets a "did you mean" from `model`'s fields; a key set by `--set` (in `overridden`) is
+    blamed on `--set`, not on the file."""
     first = exc.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     if source is not None:
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        if first["type"] == "extra_forbidden" and model is not None:
+            message += did_you_mean(model, [str(p) for p in first["loc"]])
+        if any(o == key or o.startswith(f"{key}.") for o in overridden):
+            source = "--set"
         return f"{source}: {key}: {message}{more}"
     fields = [str(p) for p in first["loc"] if isinstance(p, str)]
     if not fields:  # a check across fields: its message names the options itself
         return f"{message}{more}"
     option = (options or {}).get(fields[-1], "--" + fields[-1].replace("_", "-"))
     return f"{option}: {message}{more}"
+
+
+def did_you_mean(model: type[BaseModel], loc: Sequence[str]) -> str:
+    """` (did you mean a.b.x?)` for the field of `model` nearest the unknown key at `loc`, or ""."""
+    import difflib
+
+    node: Any = model
+    for part in loc[:-1]:
+        node = _field_model(node, part)
+        if node is None:
+            return ""
+    close = difflib.get_close_matches(loc[-1], list(node.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)" if close else ""
+
+
+def _field_model(model: Any, part: str) -> Any:
+    """The pydantic model a field (or a list item, `part` a digit) of `model` holds, or None."""
+    from typing import get_args
+
+    if part.isdigit():
+        return model
+    field = getattr(model, "model_fields", {}).get(part)
+    if field is None:
+        return None
+    pending = [field.annotation]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        pending += list(get_args(annotation))
+    return None
 
 
 class OptionsModel(StrictModel):
@@ -131,12 +170,15 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         raise SpladeError(f"--set {key}: {'.'.join(parts[:-1])} is not a section")
 
 
-def validate(model: type[Model], raw: dict[str, Any], source: str = "config") -> Model:
-    """Validate a raw mapping into `model`; an error names the source and the offending key."""
+def validate(model: type[Model], raw: dict[str, Any], source: str = "config",
+             overrides: Sequence[str] = ()) -> Model:
+    """Validate a raw mapping into `model`; an error names the source (`--set` for a key an override
+    set) and the offending key, with a "did you mean" for an unknown one."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise SpladeError(format_error(exc, source)) from None
+        overridden = [o.partition("=")[0].strip() for o in overrides]
+        raise SpladeError(format_error(exc, source, model=model, overridden=overridden)) from None
 
 
 def load_yaml_model(model: type[Model], path: str | Path, overrides: Sequence[str] = ()) -> Model:
@@ -144,4 +186,4 @@ def load_yaml_model(model: type[Model], path: str | Path, overrides: Sequence[st
     path, raw = read_config(path)
     for override in overrides:
         apply_override(raw, override)
-    return validate(model, raw, str(path))
+    return validate(model, raw, str(path), overrides)

@@ -50,11 +50,18 @@ def build_sample(config_path: str | Path = SAMPLE_CONFIG, out: str | Path | None
                  show_progress: bool = False, log=None) -> Path:
     """Rebuild the bundled sample from its config (the default output is the package's own folder)."""
     from splade.config.data import load_build_config
+    from splade.config.inputs import build_inputs, check_inputs
     from splade.data.build import build_training_data
 
     config = load_build_config(config_path)
     if config.eval_set is None or config.eval_set.name != SAMPLE_EVAL_NAME:
         raise SpladeError(f"{config_path}: eval_set.name must be {SAMPLE_EVAL_NAME!r} for the bundled sample")
+    try:
+        check_inputs(build_inputs(config), str(config_path))
+    except SpladeError as exc:
+        raise SpladeError(f"{exc}; the sample is rebuilt from its redistributable sources (see "
+                          f"ATTRIBUTION.md): point --config at a copy of data_sample.yaml naming where they "
+                          f"are. The installed sample needs no rebuild: {sample_dir()}") from None
     target = Path(out) if out else Path(__file__).resolve().parent.parent / "resources" / "sample"
     build_training_data(config, target, show_progress=show_progress, log=log,
                         extra_files={"ATTRIBUTION.md": ATTRIBUTION})

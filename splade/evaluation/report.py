@@ -94,15 +94,15 @@ def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
         alpha = result.config.alpha
         rows.append([name] + [_metric_cell(dataset, system.name, m, system.metrics[m], marks, alpha)
                               for m in METRICS] + [
-            f"{e['avg_query_terms']:.1f}", f"{e['avg_doc_terms']:.1f}", _number(e["flops"]),
+            _millis(e["avg_query_terms"]), _millis(e["avg_doc_terms"]), _number(e["flops"]),
             _bytes(e["index_bytes"]), _seconds(e["doc_encode_s"] + e["index_s"]),
-            _seconds(e["query_encode_s"]), _seconds(e["search_s"]), f"{e['qps']:.1f}",
+            _seconds(e["query_encode_s"]), _seconds(e["search_s"]), _millis(e["qps"]),
             _millis(e.get("p50_ms")), _millis(e.get("p99_ms"))])
     return header, rows
 
 
 def _millis(value: float | None) -> str:
-    """A per-query latency; "-" for systems that do not measure one."""
+    """A per-query latency (or another figure with one decimal); "-" for systems that do not measure one."""
     return "-" if value is None or math.isnan(value) else f"{value:.1f}"
 
 
@@ -257,6 +257,8 @@ def _bytes(value: float) -> str:
 
 
 def _seconds(value: float) -> str:
+    if math.isnan(value):  # not measured (a TREC run's system)
+        return "-"
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:

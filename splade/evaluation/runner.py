@@ -107,10 +107,18 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
     for name, path in config.splade:
         system = SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
                               encoder_backend=config.encoder_backend, device=config.device,
-                              batch_size=config.batch_size, doc_top_k=config.doc_top_k, layout=layouts[0])
+                              batch_size=config.batch_size, doc_top_k=config.doc_top_k, layout=layouts[0],
+                              existing_index=config.indexes.get(name))
+        if system.existing_index is not None:  # searched as it is: one column, no layout variants
+            systems.append(system)
+            continue
         systems += [system] + [system.variant(f"{name}.{layout.name}", layout) for layout in layouts[1:]]
         if len(layouts) > 1:
             system.name = f"{name}.{layouts[0].name}"
+    if config.runs:
+        from splade.evaluation.runs import RunSystem
+
+        systems += [RunSystem(name, path) for name, path in config.runs]
     return systems
 
 
@@ -211,6 +219,9 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
     if shard is not None:
         from splade.evaluation.sharded import EncodingJob, encode_share
 
+        if config.indexes:
+            raise SpladeError("--shard: a SPLADE system that searches an existing --index encodes nothing "
+                              "to shard; leave out --shard")
         job = EncodingJob(config.splade, config.shard_dir, config.encoder_backend, config.device,
                           config.batch_size, config.doc_top_k, config.show_progress)
         encoded = encode_share(job, shard, [documents for _, documents, _ in groups], log)
@@ -282,7 +293,8 @@ def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, s
         "flops": output.flops if output.flops is not None else float("nan"),
         "index_bytes": float(system.index_bytes), "doc_encode_s": system.doc_encode_s,
         "index_s": system.index_s, "query_encode_s": output.query_encode_s, "search_s": output.search_s,
-        "qps": len(queries) / max(output.query_encode_s + output.search_s, 1e-9),
+        "qps": len(queries) / (output.query_encode_s + output.search_s)
+        if output.query_encode_s + output.search_s > 0 else float("nan"),
         "p50_ms": _percentile(output.latencies_ms, 50), "p99_ms": _percentile(output.latencies_ms, 99),
     }
     return SystemResult(system.name, system.kind, system.description, system.baseline,

@@ -36,7 +36,8 @@ class SpladeSystem(RetrievalSystem):
     def __init__(self, name: str, model_path: str | Path, backend: str = "local",
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
-                 max_length: int | None = None, layout: Any | None = None) -> None:
+                 max_length: int | None = None, layout: Any | None = None,
+                 existing_index: str | None = None) -> None:
         from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
@@ -49,6 +50,7 @@ class SpladeSystem(RetrievalSystem):
         self.model_path, self.backend, self.opensearch, self.layout = model_path, backend, opensearch, layout
         self.encoder = load_encoder(model_path, backend=encoder_backend, device=device, max_length=max_length)
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
+        self.existing_index = existing_index  # searched as it is (nothing encoded); never dropped
         self._index = None
         self._tmp: Path | None = None
         self._doc_vectors: SparseBatch | None = None
@@ -64,6 +66,9 @@ class SpladeSystem(RetrievalSystem):
     @property
     def description(self) -> str:
         where = "embedded index" if self.backend == "local" else (self.layout or Layout()).description
+        if self.existing_index is not None:
+            where = f"existing {'embedded index' if self.backend == 'local' else 'OpenSearch alias'} " \
+                    f"{self.existing_index}"
         return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
 
     def _metadata(self):
@@ -109,6 +114,9 @@ class SpladeSystem(RetrievalSystem):
 
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         self.close()
+        if self.existing_index is not None:
+            self._open_existing(len(documents))
+            return
         key = corpus_key(documents)
         if key not in self._encoded:  # variants of this model share the encoded corpus
             with stopwatch() as encode_time:
@@ -127,10 +135,28 @@ class SpladeSystem(RetrievalSystem):
         self.index_s = index_time[0]
         self._doc_vectors = vectors
 
+    def _open_existing(self, n_documents: int) -> None:
+        """Search an index built earlier (`splade index`) instead of encoding the corpus: it must hold this
+        model's vectors (the same model, not only the same vocabulary)."""
+        from splade.config.index import IndexTarget
+        from splade.indexer.pipeline import open_index
+
+        target = IndexTarget(backend=self.backend, index=self.existing_index, opensearch=self.opensearch)
+        with stopwatch() as open_time:
+            try:
+                self._index = open_index(target, self.encoder)
+            except SpladeError as exc:
+                raise SpladeError(f"--index {self.spec_name}: {exc}") from None
+        self.doc_encode_s, self.index_s = 0.0, open_time[0]
+        count = self._index.count()
+        if count < n_documents:
+            log.warning("%s: the index %s holds %d documents, fewer than the corpus's %d", self.name,
+                        self.existing_index, count, n_documents)
+
     def search(self, queries: dict[str, str], top_k: int, show_progress: bool = False) -> SearchOutput:
         """Queries are encoded together, then searched one at a time: `latencies_ms` holds each search's time
         as a user would see it (for OpenSearch: the request, the cluster's work and the answer)."""
-        if self._index is None or self._doc_vectors is None:
+        if self._index is None or (self._doc_vectors is None and self.existing_index is None):
             raise RuntimeError("index() a corpus before searching")
         qids = list(queries)
         with stopwatch() as encode_time:
@@ -143,12 +169,14 @@ class SpladeSystem(RetrievalSystem):
                 [found] = self._index.search(vectors.select([r]), top_k=top_k)
                 latencies.append((time.perf_counter() - start) * 1000.0)
                 run[qids[r]] = {doc_id: float(score) for doc_id, score in found}
-        return SearchOutput(run, encode_time[0], search_time[0], average_terms(vectors),
-                            flops(vectors, self._doc_vectors), latencies)
+        cost = flops(vectors, self._doc_vectors) if self._doc_vectors is not None else None
+        return SearchOutput(run, encode_time[0], search_time[0], average_terms(vectors), cost, latencies)
 
     @property
     def avg_doc_terms(self) -> float:
-        return average_terms(self._doc_vectors) if self._doc_vectors is not None else 0.0
+        if self._doc_vectors is None:
+            return float("nan") if self.existing_index is not None else 0.0
+        return average_terms(self._doc_vectors)
 
     @property
     def index_bytes(self) -> int:
@@ -157,7 +185,8 @@ class SpladeSystem(RetrievalSystem):
     def close(self) -> None:
         """Drop the evaluation's index: the temporary folder, or the OpenSearch alias and its index."""
         if self._index is not None:
-            self._index.drop()
+            if self.existing_index is None:
+                self._index.drop()
             self._index.close()
             self._index = None
         if self._tmp is not None:
@@ -184,3 +213,21 @@ def parse_splade_spec(spec: str) -> tuple[str, Path]:
     if not name or not path:
         raise SpladeError(f"--splade: expected MODEL_DIR or NAME=MODEL_DIR, got {spec!r}")
     return name, Path(path)
+
+
+def parse_index_specs(specs: Sequence[str], splade_names: Sequence[str]) -> dict[str, str]:
+    """`--index` values as {SPLADE system name: index}: `NAME=INDEX`, or `INDEX` with one --splade."""
+    indexes: dict[str, str] = {}
+    for spec in specs:
+        name, sep, index = spec.partition("=")
+        if not sep:
+            if len(splade_names) != 1:
+                raise SpladeError(f"--index {spec}: with {len(splade_names)} --splade systems, say which one "
+                                  "searches it: --index NAME=INDEX")
+            name, index = splade_names[0], spec
+        if not name or not index:
+            raise SpladeError(f"--index: expected INDEX or NAME=INDEX, got {spec!r}")
+        if name in indexes:
+            raise SpladeError(f"--index: two indexes for the --splade system {name!r}")
+        indexes[name] = index
+    return indexes

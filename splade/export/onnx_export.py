@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
@@ -44,6 +44,7 @@ from splade.model import (
     SpladeModel,
     model_identity,
 )
+from splade.model.card import write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,10 @@ def _check(variant: str, path: Path, reference, batches,
     return check_parity(reference, candidate, batches, variant, tolerance), providers
 
 
-def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = None) -> ExportReport:
+def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = None,
+                say: Callable[[str], None] | None = None) -> ExportReport:
     """Export `config.checkpoint` to `config.out` (replaced atomically) and check every graph against
-    PyTorch; `tolerances` overrides the default parity tolerance of a variant.
+    PyTorch; `tolerances` overrides the default parity tolerance of a variant; `say` hears each step.
 
     Raises `SpladeError` with the parity figures, writing nothing, when a graph misses its tolerance.
     """
@@ -224,6 +226,8 @@ def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = 
     if config.tolerance is not None:
         limits["fp32"] = Tolerance(config.tolerance, limits["fp32"].min_topk_overlap)
     started = time.perf_counter()
+    say = say or (lambda _: None)
+    say(f"loading {checkpoint}")
     model = load_for_export(checkpoint, config.max_length)
     texts = load_parity_texts(config.parity_texts)
     batches = parity_batches(model.tokenizer, texts, model.max_length)
@@ -231,23 +235,34 @@ def export_onnx(config: ExportConfig, tolerances: dict[str, Tolerance] | None = 
     parity: dict[str, ParityResult] = {}
     with tempfile.TemporaryDirectory(prefix="splade-export-") as scratch, atomic_dir(out_dir) as tmp:
         raw = Path(scratch) / "raw.onnx"
+        say(f"tracing the ONNX graph ({config.exporter} exporter, opset {config.opset})")
         export_graph(model, raw, opset=config.opset, exporter=config.exporter)
         main = tmp / ONNX_VARIANT_FILES["fp32"]
+        if config.optimize:
+            say("fusing attention, LayerNorm and GELU (ONNX Runtime optimizer)")
         fusions = optimize_graph(raw, main, model) if config.optimize else {}
         if not config.optimize:
             shutil.copyfile(raw, main)
+        say(f"parity check of the fp32 graph against PyTorch ({len(texts)} texts)")
         parity["fp32"], providers = _check("fp32", main, reference, batches, limits["fp32"])
         variants = (("fp16", config.fp16, convert_fp16), ("int8", config.int8, quantize_int8))
         for variant, wanted, convert in variants:
             if wanted:
+                say(f"writing and checking the {variant} graph")
                 convert(main, tmp / ONNX_VARIANT_FILES[variant])
                 parity[variant], _ = _check(variant, tmp / ONNX_VARIANT_FILES[variant], reference, batches,
                                             limits[variant])
         failed = [result.summary() for result in parity.values() if not result.passed]
         if failed:
             raise SpladeError("export failed its parity check, nothing written: " + "; ".join(failed))
+        say("saving the weights, tokenizer and model card beside the graph")
         model.save_pretrained(tmp, model_id=model_identity(checkpoint))  # for sentence-transformers, torch
         _write_config(checkpoint, tmp, model, config.exporter, config.opset)
+        export_facts = {"graphs": sorted(p.name for p in tmp.glob("*.onnx")), "exporter": config.exporter,
+                        "opset": config.opset,
+                        "parity_max_abs_diff": float(f"{parity['fp32'].max_abs_diff:.2e}")}
+        write_model_card(tmp, {"export": export_facts}, source=checkpoint,
+                         name=config.name or Path(out_dir).name)
         report = ExportReport(Path(out_dir), config.exporter, config.opset, providers, [], parity, fusions)
         report.files = sorted(p.name for p in tmp.iterdir()) + ["export_report.json"]
         report.seconds = time.perf_counter() - started

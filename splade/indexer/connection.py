@@ -46,6 +46,9 @@ def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: st
         message = f"TLS handshake with OpenSearch at {hosts} failed while {what} (check --ca-certs)"
     elif isinstance(exc, ose.ConnectionError):
         message = f"cannot reach OpenSearch at {hosts} while {what} (is it running? check --hosts)"
+        if settings is not None and any(h.startswith("http://") for h in settings.hosts):
+            message += ("; a cluster with the security plugin, such as the compose stack, speaks https: "
+                        "--hosts https://localhost:9200 with --no-verify or --ca-certs")
     elif isinstance(exc, ose.AuthenticationException):
         message = (f"OpenSearch at {hosts} rejected the credentials while {what} "
                    "(check --user/--password or --api-key)")

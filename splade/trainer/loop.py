@@ -523,8 +523,11 @@ class Trainer:
         return path
 
     def _save_best(self) -> None:
+        from splade.model.card import training_facts, write_model_card
+
         with atomic_dir(self.out / "best_model") as tmp:
             self.parts.model.save_pretrained(tmp)
+            write_model_card(tmp, training_facts(self.config, self.state), name=f"{self.out.name} best_model")
 
 
 def find_checkpoint(config: TrainConfig, resume: bool, resume_from: Path | None) -> Path | None:
