@@ -36,7 +36,8 @@ class SpladeSystem(RetrievalSystem):
     def __init__(self, name: str, model_path: str | Path, backend: str = "local",
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
-                 max_length: int | None = None, layout: Any | None = None) -> None:
+                 query_max_length: int | None = None, doc_max_length: int | None = None,
+                 layout: Any | None = None) -> None:
         from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
@@ -47,7 +48,10 @@ class SpladeSystem(RetrievalSystem):
         super().__init__(name)
         self.spec_name = name  # the name given to this model (variants add their layout to `name`)
         self.model_path, self.backend, self.opensearch, self.layout = model_path, backend, opensearch, layout
-        self.encoder = load_encoder(model_path, backend=encoder_backend, device=device, max_length=max_length)
+        self.encoder = load_encoder(model_path, backend=encoder_backend, device=device)
+        # the model's own served lengths (splade_config.json) unless overridden
+        self.query_max_length = query_max_length or self.encoder.query_max_length
+        self.doc_max_length = doc_max_length or self.encoder.max_length
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
         self._index = None
         self._tmp: Path | None = None
@@ -65,6 +69,10 @@ class SpladeSystem(RetrievalSystem):
     def description(self) -> str:
         where = "embedded index" if self.backend == "local" else (self.layout or Layout()).description
         return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
+
+    @property
+    def lengths(self) -> dict[str, int | str]:
+        return {"query_max_length": self.query_max_length, "doc_max_length": self.doc_max_length}
 
     def _metadata(self):
         from splade.indexer.base import IndexMetadata
@@ -102,10 +110,11 @@ class SpladeSystem(RetrievalSystem):
         self._encoded[corpus_key(documents)] = (vectors, seconds)
 
     def encode_documents(self, documents: Sequence[Document], show_progress: bool = False) -> SparseBatch:
-        """The documents' vectors (title + text, pruned as configured)."""
-        return self.encoder.encode([d.full_text for d in documents], batch_size=self.batch_size,
-                                   top_k=self.doc_top_k, threshold=self.threshold,
-                                   show_progress=show_progress, desc=f"{self.name} documents")
+        """The documents' vectors (title + text, at the document length, pruned as configured)."""
+        return self.encoder.encode_documents([d.full_text for d in documents], batch_size=self.batch_size,
+                                             top_k=self.doc_top_k, threshold=self.threshold,
+                                             max_length=self.doc_max_length, show_progress=show_progress,
+                                             desc=f"{self.name} documents")
 
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         self.close()
@@ -135,6 +144,7 @@ class SpladeSystem(RetrievalSystem):
         qids = list(queries)
         with stopwatch() as encode_time:
             vectors = self.encoder.encode_queries([queries[q] for q in qids], batch_size=self.batch_size,
+                                                  max_length=self.query_max_length,
                                                   show_progress=show_progress, desc=f"{self.name} queries")
         run, latencies = {}, []
         with stopwatch() as search_time:
