@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_evaluation import make_beir
 
+from splade.errors import SpladeError
 from splade.evaluation import EvalConfig, run_evaluation, write_report
 
 FILLER = "사과 바나나 포도 딸기 수박 참외 복숭아 자두 apple banana grape melon peach plum"
@@ -58,6 +59,9 @@ def test_documents_are_encoded_past_128_pieces(lexical_model_dir: Path, tmp_path
     assert row.lengths["doc_max_length"] == 128
     assert row.per_query["q1"]["ndcg@10"] == 0.0  # cut at 128, d2 has lost the rare word
     assert row.per_query["q2"]["ndcg@10"] == pytest.approx(1.0)
+    with pytest.raises(SpladeError, match="^--doc-max-length: 1024 tokens is more than"):
+        run_evaluation(EvalConfig(datasets=[dataset], bm25=False, splade=[("lex", lexical_model_dir)],
+                                  doc_max_length=1024))
 
 
 def test_bm25_pieces_ranks_the_document_sharing_rare_pieces_first(lexical_model_dir: Path,
@@ -88,16 +92,34 @@ def test_fuse_candidates_gives_a_missing_document_zero() -> None:
     assert fuse_candidates(bm25, dense, weights) == pytest.approx([0.4, 0.0, 0.9, 0.5], abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def tiny_dense_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random sentence-transformers bi-encoder (mean pooling over the tiny BERT)."""
-    from sentence_transformers import SentenceTransformer, models
+TOY_DOCS = {"k1": "당뇨병 치료 방법은 운동과 식사 조절이다", "k2": "당뇨병은 혈당이 높아지는 병이다",
+            "e1": "treatment of diabetes"}
+TOY_QUERIES = {"qk": ("당뇨병 치료 방법", "k1"), "qe": ("diabetes treatment", "e1")}
 
-    word = models.Transformer(str(tiny_model_dir), max_seq_length=64)
-    pooling = models.Pooling(word.get_embedding_dimension(), "mean")
+
+@pytest.fixture(scope="module")
+def tiny_dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random sentence-transformers bi-encoder (mean pooling) over a fixed word vocabulary, so its
+    scores are the same on every run (a trained WordPiece vocabulary may order tied pieces differently)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
     out = tmp_path_factory.mktemp("tiny_dense")
-    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
-    return out
+    texts = [*TOY_DOCS.values(), *(text for text, _ in TOY_QUERIES.values())]
+    words = sorted({word for text in texts for word in text.split()})
+    (out / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n",
+                                   encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    BertModel(config).save_pretrained(out / "bert")
+    tokenizer.save_pretrained(out / "bert")
+    word = models.Transformer(str(out / "bert"), max_seq_length=64)
+    pooling = models.Pooling(word.get_embedding_dimension(), "mean")
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out / "st"))
+    return out / "st"
 
 
 def _minmax(run: dict[str, float]) -> dict[str, float]:
@@ -106,10 +128,7 @@ def _minmax(run: dict[str, float]) -> dict[str, float]:
 
 
 def test_teacher_row_is_the_fusion_by_hand(tiny_dense_dir: Path, tmp_path: Path) -> None:
-    docs = {"k1": "당뇨병 치료 방법은 운동과 식사 조절이다", "k2": "당뇨병은 혈당이 높아지는 병이다",
-            "e1": "treatment of diabetes"}
-    korean = {"k1": True, "k2": True, "e1": False}
-    queries = {"qk": ("당뇨병 치료 방법", "k1"), "qe": ("diabetes treatment", "e1")}
+    docs, queries, korean = TOY_DOCS, TOY_QUERIES, {"k1": True, "k2": True, "e1": False}
     dataset = make_beir(tmp_path, "toy", docs, queries)
     config = EvalConfig(datasets=[dataset], dense=str(tiny_dense_dir), dense_max_length=64, teacher=True,
                         teacher_bm25_weight=0.4, teacher_cross_lingual_weight=0.1, top_k=10, trials=10)
@@ -130,7 +149,7 @@ def test_teacher_row_is_the_fusion_by_hand(tiny_dense_dir: Path, tmp_path: Path)
         teacher = rows["teacher"].run[qid]
         assert teacher == pytest.approx(expected, abs=1e-5)
         assert list(teacher) == sorted(expected, key=lambda d: -expected[d])  # best first
-    assert weight_matters
+    assert weight_matters, (rows["dense"].run, rows["bm25"].run)
 
     report = tmp_path / "report"
     write_report(result, report)
@@ -165,8 +184,6 @@ def test_query_halves_split_ids_deterministically(tmp_path: Path) -> None:
 
 
 def test_bad_new_options_are_one_clear_error(tmp_path: Path) -> None:
-    from splade.errors import SpladeError
-
     dataset = make_beir(tmp_path, "one", {"d1": "당뇨병"}, {"q1": ("당뇨병", "d1")})
     with pytest.raises(SpladeError, match="^--teacher: .*needs --bm25 and --dense"):
         EvalConfig(datasets=[dataset], bm25=False, dense="some-model", teacher=True)

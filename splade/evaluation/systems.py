@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from splade.data.beir import Document
-from splade.errors import SpladeError
+from splade.errors import SpladeError, at_option
 from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
 from splade.indexer.layouts import Layout
@@ -52,6 +52,8 @@ class SpladeSystem(RetrievalSystem):
         # the model's own served lengths (splade_config.json) unless overridden
         self.query_max_length = query_max_length or self.encoder.query_max_length
         self.doc_max_length = doc_max_length or self.encoder.max_length
+        _check_length("--query-max-length", query_max_length, self.encoder.tokenizer, model_path)
+        _check_length("--doc-max-length", doc_max_length, self.encoder.tokenizer, model_path)
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
         self._index = None
         self._tmp: Path | None = None
@@ -173,6 +175,13 @@ class SpladeSystem(RetrievalSystem):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def _check_length(option: str, length: int | None, tokenizer: Any, model_path: Path) -> None:
+    """An override longer than the model's tokenizer takes (its `model_max_length`) is the user's mistake."""
+    limit = tokenizer.model_max_length  # huge where the tokenizer sets none
+    if length is not None and limit and length > limit:
+        raise at_option(option, f"{length} tokens is more than {model_path.name} reads ({limit})")
 
 
 def corpus_key(documents: Sequence[Document]) -> str:
