@@ -9,6 +9,7 @@ otherwise. Training's distillation teacher and `splade eval`'s teacher row both 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
 HANGUL = (0xAC00, 0xD7A3)  # precomposed syllables
@@ -46,3 +47,17 @@ def pair_weights(
 def fuse(bm25: Tensor, dense: Tensor, weights: Tensor) -> Tensor:
     """`w · minmax(bm25) + (1 - w) · minmax(dense)`, each normalised per query (row)."""
     return weights * minmax_rows(bm25.float()) + (1.0 - weights) * minmax_rows(dense.float())
+
+
+def fuse_candidates(bm25: np.ndarray, dense: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`fuse` for one query's candidates (`[n]` each): a system's scores are NaN where its ranking lacks the
+    candidate. Each system is min-max normalised over the candidates it ranked, and a candidate it did not
+    rank gets 0 from it (its score is filled with that system's lowest before `fuse` normalises)."""
+
+    def filled(scores: np.ndarray) -> Tensor:
+        missing = np.isnan(scores)
+        low = 0.0 if missing.all() else float(np.nanmin(scores))
+        return torch.from_numpy(np.where(missing, low, scores).astype(np.float32))[None]
+
+    mixed = fuse(filled(bm25), filled(dense), torch.from_numpy(weights.astype(np.float32))[None])
+    return mixed[0].numpy()

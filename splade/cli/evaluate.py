@@ -42,6 +42,10 @@ def evaluate(
     bm25_whitespace: bool = typer.Option(
         _default("bm25_whitespace"), "--bm25-whitespace",
         help="Also BM25 over whitespace tokens (a sanity column).", rich_help_panel=SYSTEMS),
+    bm25_pieces: Path | None = typer.Option(
+        None, "--bm25-pieces", metavar="MODEL_DIR", help="Also BM25 over the token pieces of this model "
+        "folder's tokenizer (no special tokens, whole documents), e.g. ../shared/models/me5-small-koen: row "
+        "bm25-pieces (baseline).", rich_help_panel=SYSTEMS),
     dense: str | None = typer.Option(
         None, "--dense", help="sentence-transformers model folder for the dense baseline, e.g. "
         "../shared/models/me5-small-koen.", rich_help_panel=SYSTEMS),
@@ -51,6 +55,22 @@ def evaluate(
                                        rich_help_panel=SYSTEMS),
     dense_max_length: int = typer.Option(_default("dense_max_length"), help="Dense max tokens.",
                                          rich_help_panel=SYSTEMS),
+    teacher: bool = typer.Option(
+        _default("teacher"), "--teacher", help="Also the trainer's teacher: BM25 and dense top 1000 each, "
+        "min-max normalised per query and mixed (needs --bm25 and --dense): row teacher (baseline).",
+        rich_help_panel=SYSTEMS),
+    teacher_bm25_weight: float = typer.Option(
+        _default("teacher_bm25_weight"), help="Teacher: BM25's weight w when query and document are Korean.",
+        rich_help_panel=SYSTEMS),
+    teacher_cross_lingual_weight: float = typer.Option(
+        _default("teacher_cross_lingual_weight"), help="Teacher: BM25's weight w for every other pair.",
+        rich_help_panel=SYSTEMS),
+    query_max_length: int | None = typer.Option(
+        None, help="SPLADE query length in tokens (default: each model's own, from splade_config.json).",
+        rich_help_panel=SYSTEMS),
+    doc_max_length: int | None = typer.Option(
+        None, help="SPLADE document length in tokens (default: each model's own, from splade_config.json).",
+        rich_help_panel=SYSTEMS),
     backend: str = typer.Option(_default("backend"), rich_help_panel=SYSTEMS,
                                 help="SPLADE index: local (embedded, temporary) or opensearch."),
     encoder_backend: str = typer.Option(_default("encoder_backend"), rich_help_panel=SYSTEMS,
@@ -59,7 +79,11 @@ def evaluate(
                                          rich_help_panel=SYSTEMS),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(_default("batch_size"), help="Encoding batch size."),
-    max_queries: int | None = typer.Option(None, help="Evaluate a seeded sample of N queries per set."),
+    query_half: str = typer.Option(
+        _default("query_half"), help="Dev half of the queries: select (the trainer picks its best model on "
+        "it), report (the other half, for reports) or all."),
+    max_queries: int | None = typer.Option(
+        None, help="Evaluate a seeded sample of N queries per set (taken from --query-half)."),
     top_k: int = typer.Option(_default("top_k"), help="Documents retrieved per query."),
     alpha: float = typer.Option(_default("alpha"), help="Significance level (after Holm's correction)."),
     trials: int = typer.Option(_default("trials"), help="Randomization-test trials."),
@@ -95,10 +119,13 @@ def evaluate(
         datasets=list(dataset), split=split, merged_corpus=merged_corpus, duplicate_ids=duplicate_ids,
         splade=splade_systems, indexes=parse_index_specs(index, [name for name, _ in splade_systems]),
         runs=[parse_run_spec(spec) for spec in run], bm25=bm25, bm25_whitespace=bm25_whitespace,
-        dense=dense, dense_query_prefix=query_prefix, dense_passage_prefix=passage_prefix,
-        dense_max_length=dense_max_length, backend=backend, opensearch=opensearch,
-        encoder_backend=encoder_backend, device=device, batch_size=batch_size, doc_top_k=doc_top_k,
-        max_queries=max_queries, top_k=top_k, alpha=alpha, trials=trials, seed=seed, show_progress=True,
+        bm25_pieces=bm25_pieces, dense=dense, dense_query_prefix=query_prefix,
+        dense_passage_prefix=passage_prefix, dense_max_length=dense_max_length, teacher=teacher,
+        teacher_bm25_weight=teacher_bm25_weight, teacher_cross_lingual_weight=teacher_cross_lingual_weight,
+        query_max_length=query_max_length, doc_max_length=doc_max_length, backend=backend,
+        opensearch=opensearch, encoder_backend=encoder_backend, device=device, batch_size=batch_size,
+        doc_top_k=doc_top_k, query_half=query_half, max_queries=max_queries, top_k=top_k, alpha=alpha,
+        trials=trials, seed=seed, show_progress=True,
         mappings=list(mapping), two_phase=two_phase, seismic=list(seismic), shard=shard,
         shard_dir=out.parent / f"{out.name}.shards",
     )

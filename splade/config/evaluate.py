@@ -12,7 +12,7 @@ from splade.config.loading import OptionsModel
 from splade.config.opensearch import OpenSearchSettings, settings_from_env
 
 SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-BASELINE_NAMES = ("bm25", "dense", "bm25-whitespace")
+BASELINE_NAMES = ("bm25", "bm25-pieces", "dense", "teacher", "bm25-whitespace")
 
 
 class EvalConfig(OptionsModel):
@@ -31,10 +31,16 @@ class EvalConfig(OptionsModel):
     runs: list[tuple[str, Path]] = Field(default_factory=list)  # (name, TREC run file) scored as they are
     bm25: bool = True  # Okapi BM25 over Kiwi content morphemes (a baseline)
     bm25_whitespace: bool = False  # the same over whitespace tokens (a sanity column)
+    bm25_pieces: Path | None = None  # the same over this model folder's tokenizer pieces (a baseline)
     dense: str | None = None  # sentence-transformers model (a baseline)
     dense_query_prefix: str = "query: "
     dense_passage_prefix: str = "passage: "
     dense_max_length: int = Field(default=256, ge=1)
+    teacher: bool = False  # the trainer's teacher: BM25 and dense fused per query (a baseline)
+    teacher_bm25_weight: float = Field(default=0.4, ge=0.0, le=1.0)  # BM25's share, Korean query and doc
+    teacher_cross_lingual_weight: float = Field(default=0.0, ge=0.0, le=1.0)  # BM25's share otherwise
+    query_max_length: int | None = Field(default=None, ge=1)  # SPLADE query length (None: the model's)
+    doc_max_length: int | None = Field(default=None, ge=1)  # SPLADE document length (None: the model's)
     backend: Literal["local", "opensearch"] = "local"  # SPLADE index: embedded or OpenSearch
     opensearch: OpenSearchSettings | None = None  # backend opensearch (None: from the environment)
     encoder_backend: Literal["auto", "torch", "onnx"] = "auto"
@@ -46,6 +52,7 @@ class EvalConfig(OptionsModel):
     seismic: list[str] = Field(default_factory=list)  # SEISMIC KEY=VALUE for the sparse_vector layout
     shard: str | None = None  # "i/n": encode this share of every corpus (torchrun: RANK/WORLD_SIZE)
     shard_dir: Path | None = None  # where the shards of a sharded evaluation meet (shared by all of them)
+    query_half: Literal["select", "report", "all"] = "all"  # the dev half (splade.dev_split) to evaluate
     max_queries: int | None = Field(default=None, ge=1)
     top_k: int = Field(default=1000, ge=1)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
@@ -57,8 +64,12 @@ class EvalConfig(OptionsModel):
     def _something_to_compare(self) -> EvalConfig:
         if not self.datasets:
             raise ValueError("--dataset: give at least one BEIR dataset folder")
-        if not (self.bm25 or self.bm25_whitespace or self.dense or self.splade or self.runs):
-            raise ValueError("nothing to compare: enable --bm25, --dense, --splade or --run")
+        baselines = self.bm25 or self.bm25_whitespace or self.bm25_pieces or self.dense
+        if not (baselines or self.splade or self.runs):
+            raise ValueError("nothing to compare: enable --bm25, --bm25-pieces, --dense, --splade or --run")
+        if self.teacher and not (self.bm25 and self.dense):
+            raise ValueError("--teacher: the teacher fuses BM25 and dense retrieval; it needs --bm25 and "
+                             "--dense")
         names = [name for name, _ in self.splade] + [name for name, _ in self.runs]
         for i, name in enumerate(names):
             option = "--splade" if i < len(self.splade) else "--run"

@@ -52,6 +52,11 @@ class RetrievalSystem(ABC):
         """One line saying what the system is (model, tokenizer, backend)."""
         return self.kind
 
+    @property
+    def lengths(self) -> dict[str, int | str]:
+        """The longest input the system reads, per side, in tokens (`"whole document"`: no limit)."""
+        return {}
+
     @abstractmethod
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         """Replace the indexed corpus with `documents`; set `doc_encode_s` and `index_s`."""

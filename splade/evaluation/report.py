@@ -94,11 +94,16 @@ def dataset_table(result: EvalResult, dataset: DatasetResult) -> Table:
         alpha = result.config.alpha
         rows.append([name] + [_metric_cell(dataset, system.name, m, system.metrics[m], marks, alpha)
                               for m in METRICS] + [
-            _millis(e["avg_query_terms"]), _millis(e["avg_doc_terms"]), _number(e["flops"]),
+            _terms(e["avg_query_terms"]), _terms(e["avg_doc_terms"]), _number(e["flops"]),
             _bytes(e["index_bytes"]), _seconds(e["doc_encode_s"] + e["index_s"]),
             _seconds(e["query_encode_s"]), _seconds(e["search_s"]), _millis(e["qps"]),
             _millis(e.get("p50_ms")), _millis(e.get("p99_ms"))])
     return header, rows
+
+
+def _terms(value: float) -> str:
+    """Mean active terms; "–" for a system that has none (the teacher fuses two rankings)."""
+    return "–" if math.isnan(value) else f"{value:.1f}"
 
 
 def _millis(value: float | None) -> str:
@@ -165,17 +170,25 @@ def _provenance(result: EvalResult) -> str:
 
 
 def _systems_lines(result: EvalResult) -> list[tuple[str, str]]:
+    """(name, description with the input lengths the system saw) of every system."""
     seen: dict[str, str] = {}
     for dataset in result.datasets:
         for system in dataset.systems:
-            seen.setdefault(system.name, system.description)
+            seen.setdefault(system.name, system.description + length_text(system.lengths))
     return list(seen.items())
+
+
+def length_text(lengths: dict[str, int | str]) -> str:
+    """`; lengths: query_max_length 64, doc_max_length 512` (tokens; BM25: whole document), or ""."""
+    if not lengths:
+        return ""
+    return "; lengths: " + ", ".join(f"{key} {value}" for key, value in lengths.items())
 
 
 def render_markdown(result: EvalResult) -> str:
     config = result.config
     lines = ["# SPLADE evaluation", "",
-             f"Split `{config.split}`, top {config.top_k}, "
+             f"Split `{config.split}`{_half(config.query_half)}, top {config.top_k}, "
              f"{'merged corpus' if config.merged_corpus else 'each dataset on its own corpus'}; "
              f"started {result.started}, took {_seconds(result.seconds)}.", "", _provenance(result), "",
              "Systems:", ""]
@@ -189,6 +202,11 @@ def render_markdown(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
+def _half(half: str) -> str:
+    """` (report half of the queries)` for a dev half (`splade.dev_split`), "" for all queries."""
+    return "" if half == "all" else f" ({half} half of the queries)"
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
@@ -196,7 +214,8 @@ def _md_row(cells: list[str]) -> str:
 def render_html(result: EvalResult, figures: dict[str, bytes]) -> str:
     config = result.config
     esc = html.escape
-    body = [f"<h1>SPLADE evaluation</h1><p>Split <code>{esc(config.split)}</code>, top {config.top_k}, "
+    half = esc(_half(config.query_half))
+    body = [f"<h1>SPLADE evaluation</h1><p>Split <code>{esc(config.split)}</code>{half}, top {config.top_k}, "
             f"{'merged corpus' if config.merged_corpus else 'each dataset on its own corpus'}; started "
             f"{esc(result.started)}, took {_seconds(result.seconds)}.</p>",
             f'<p class="legend">{esc(_provenance(result))}</p><ul>']

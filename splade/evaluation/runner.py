@@ -37,6 +37,7 @@ class SystemResult:
     per_query: dict[str, dict[str, float]]
     run: Run
     efficiency: dict[str, float]
+    lengths: dict[str, int | str] = field(default_factory=dict)  # the longest input read, per side
 
     def to_dict(self, with_run: bool = False) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "run"}
@@ -84,31 +85,39 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "started": self.started, "seconds": self.seconds,
                 "environment": self.environment, "models": self.models, "metrics": list(METRICS),
-                "baselines": self.baselines,
+                "baselines": self.baselines, "query_half": self.config.query_half,
                 "alpha": self.config.alpha, "datasets": [d.to_dict() for d in self.datasets]}
 
 
 def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
-    """Baselines first (later systems are tested against them), then the sanity column, then SPLADE."""
-    from splade.evaluation.baselines import BM25System, DenseSystem
+    """Baselines first (later systems are tested against them), then the sanity column, then SPLADE.
+
+    The teacher follows the BM25 and dense systems it fuses (they index each corpus before it)."""
+    from splade.evaluation.baselines import BM25System, DenseSystem, TeacherSystem
     from splade.evaluation.systems import SpladeSystem
 
     systems: list[RetrievalSystem] = []
-    if config.bm25:
-        systems.append(BM25System("bm25", "kiwi"))
+    bm25 = BM25System("bm25", "kiwi") if config.bm25 else None
+    systems += [bm25] if bm25 else []
+    if config.bm25_pieces:
+        systems.append(BM25System("bm25-pieces", "pieces", pieces_model=config.bm25_pieces))
     if config.dense:
-        systems.append(DenseSystem(config.dense, name="dense", query_prefix=config.dense_query_prefix,
-                                   passage_prefix=config.dense_passage_prefix,
-                                   max_length=config.dense_max_length, batch_size=config.batch_size,
-                                   device=config.device))
+        dense = DenseSystem(config.dense, name="dense", query_prefix=config.dense_query_prefix,
+                            passage_prefix=config.dense_passage_prefix, max_length=config.dense_max_length,
+                            batch_size=config.batch_size, device=config.device)
+        systems.append(dense)
+        if config.teacher and bm25 is not None:
+            systems.append(TeacherSystem(bm25, dense, config.teacher_bm25_weight,
+                                         config.teacher_cross_lingual_weight))
     if config.bm25_whitespace:
         systems.append(BM25System("bm25-whitespace", "whitespace", baseline=False))
     layouts = opensearch_layouts(config)
     for name, path in config.splade:
         system = SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
                               encoder_backend=config.encoder_backend, device=config.device,
-                              batch_size=config.batch_size, doc_top_k=config.doc_top_k, layout=layouts[0],
-                              existing_index=config.indexes.get(name))
+                              batch_size=config.batch_size, doc_top_k=config.doc_top_k,
+                              query_max_length=config.query_max_length, doc_max_length=config.doc_max_length,
+                              layout=layouts[0], existing_index=config.indexes.get(name))
         if system.existing_index is not None:  # searched as it is: one column, no layout variants
             systems.append(system)
             continue
@@ -155,9 +164,14 @@ def load_datasets(config: EvalConfig) -> list[BeirDataset]:
     return datasets
 
 
-def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int) -> dict[str, str]:
-    """The judged queries, or a seeded sample of `max_queries` of them (the same for every system)."""
+def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int,
+                   half: str = "all") -> dict[str, str]:
+    """The judged queries of `half` (`splade.dev_split`: `select`, `report` or `all`), or a seeded sample of
+    `max_queries` of them (the same for every system)."""
+    from splade.dev_split import in_half
+
     judged = dataset.judged_queries()
+    judged = {qid: judged[qid] for qid in in_half(judged, half)}
     if max_queries is None or max_queries >= len(judged):
         return judged
     chosen = sorted(random.Random(seed).sample(sorted(judged), max_queries))
@@ -223,7 +237,7 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
             raise SpladeError("--shard: a SPLADE system that searches an existing --index encodes nothing "
                               "to shard; leave out --shard")
         job = EncodingJob(config.splade, config.shard_dir, config.encoder_backend, config.device,
-                          config.batch_size, config.doc_top_k, config.show_progress)
+                          config.batch_size, config.doc_top_k, config.show_progress, config.doc_max_length)
         encoded = encode_share(job, shard, [documents for _, documents, _ in groups], log)
         if encoded is None:
             return None
@@ -233,7 +247,10 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
         for number, (label, documents, members) in enumerate(groups):
             group: dict[str, DatasetResult] = {}
             for dataset, _, _ in members:
-                n_queries = len(sample_queries(dataset, config.max_queries, config.seed))
+                n_queries = len(sample_queries(dataset, config.max_queries, config.seed, config.query_half))
+                if not n_queries:
+                    raise SpladeError(f"--query-half: no judged query of {dataset.name} is in the "
+                                      f"{config.query_half} half")
                 group[dataset.name] = DatasetResult(dataset.name, config.split, n_queries, len(documents),
                                                     "merged" if config.merged_corpus else "own")
             for system in systems:
@@ -242,7 +259,7 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
                 log(f"{system.name}: indexing {len(documents):,} documents of {label}")
                 system.index(documents, show_progress=config.show_progress)
                 for dataset, qrels, excluded in members:
-                    queries = sample_queries(dataset, config.max_queries, config.seed)
+                    queries = sample_queries(dataset, config.max_queries, config.seed, config.query_half)
                     log(f"{system.name}: searching {len(queries):,} queries of {dataset.name}")
                     group[dataset.name].systems.append(
                         _evaluate_system(system, dataset.name, queries, qrels, config, excluded))
@@ -298,7 +315,7 @@ def _evaluate_system(system: RetrievalSystem, dataset: str, queries: dict[str, s
         "p50_ms": _percentile(output.latencies_ms, 50), "p99_ms": _percentile(output.latencies_ms, 99),
     }
     return SystemResult(system.name, system.kind, system.description, system.baseline,
-                        mean_scores(per_query), per_query, output.run, efficiency)
+                        mean_scores(per_query), per_query, output.run, efficiency, dict(system.lengths))
 
 
 def _percentile(values: list[float] | None, q: float) -> float:

@@ -41,6 +41,7 @@ class EncodingJob:
     batch_size: int = 32
     doc_top_k: int | None = None
     show_progress: bool = False
+    doc_max_length: int | None = None  # None: each model's own document length
 
 
 def encode_share(job: EncodingJob, shard: Shard, corpora: Sequence[Sequence[Document]],
@@ -68,7 +69,7 @@ def encode_share(job: EncodingJob, shard: Shard, corpora: Sequence[Sequence[Docu
 def _job_key(job: EncodingJob, shard: Shard, corpora: Sequence[Sequence[Document]]) -> str:
     models = [f"{name}={model_identity(path)}" for name, path in job.splade]
     settings = json.dumps({"doc_top_k": job.doc_top_k, "encoder": job.encoder_backend,
-                           "batch": job.batch_size}, sort_keys=True)
+                           "batch": job.batch_size, "doc_max_length": job.doc_max_length}, sort_keys=True)
     return fingerprint([str(shard.count), settings, *models, *(corpus_key(docs) for docs in corpora)])
 
 
@@ -83,7 +84,7 @@ def _encode(job: EncodingJob, shard: Shard, corpora: Sequence[Sequence[Document]
     for name, path in job.splade:
         system = SpladeSystem(name, path, encoder_backend=job.encoder_backend,
                               device=shard.device(job.device), batch_size=job.batch_size,
-                              doc_top_k=job.doc_top_k)
+                              doc_top_k=job.doc_top_k, doc_max_length=job.doc_max_length)
         for group, documents in enumerate(corpora):
             share = shard.positions(len(documents), ENCODE_WINDOW)
             log(f"shard {shard.label}: {name} encoding documents {share.start:,}-{share.stop:,} of "

@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from splade.data.beir import Document
-from splade.errors import SpladeError
+from splade.errors import SpladeError, at_option
 from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
 from splade.indexer.layouts import Layout
@@ -36,8 +36,8 @@ class SpladeSystem(RetrievalSystem):
     def __init__(self, name: str, model_path: str | Path, backend: str = "local",
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
-                 max_length: int | None = None, layout: Any | None = None,
-                 existing_index: str | None = None) -> None:
+                 query_max_length: int | None = None, doc_max_length: int | None = None,
+                 layout: Any | None = None, existing_index: str | None = None) -> None:
         from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
@@ -48,7 +48,12 @@ class SpladeSystem(RetrievalSystem):
         super().__init__(name)
         self.spec_name = name  # the name given to this model (variants add their layout to `name`)
         self.model_path, self.backend, self.opensearch, self.layout = model_path, backend, opensearch, layout
-        self.encoder = load_encoder(model_path, backend=encoder_backend, device=device, max_length=max_length)
+        self.encoder = load_encoder(model_path, backend=encoder_backend, device=device)
+        # the model's own served lengths (splade_config.json) unless overridden
+        self.query_max_length = query_max_length or self.encoder.query_max_length
+        self.doc_max_length = doc_max_length or self.encoder.max_length
+        _check_length("--query-max-length", query_max_length, self.encoder.tokenizer, model_path)
+        _check_length("--doc-max-length", doc_max_length, self.encoder.tokenizer, model_path)
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
         self.existing_index = existing_index  # searched as it is (nothing encoded); never dropped
         self._index = None
@@ -70,6 +75,10 @@ class SpladeSystem(RetrievalSystem):
             where = f"existing {'embedded index' if self.backend == 'local' else 'OpenSearch alias'} " \
                     f"{self.existing_index}"
         return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
+
+    @property
+    def lengths(self) -> dict[str, int | str]:
+        return {"query_max_length": self.query_max_length, "doc_max_length": self.doc_max_length}
 
     def _metadata(self):
         from splade.indexer.base import IndexMetadata
@@ -107,10 +116,11 @@ class SpladeSystem(RetrievalSystem):
         self._encoded[corpus_key(documents)] = (vectors, seconds)
 
     def encode_documents(self, documents: Sequence[Document], show_progress: bool = False) -> SparseBatch:
-        """The documents' vectors (title + text, pruned as configured)."""
-        return self.encoder.encode([d.full_text for d in documents], batch_size=self.batch_size,
-                                   top_k=self.doc_top_k, threshold=self.threshold,
-                                   show_progress=show_progress, desc=f"{self.name} documents")
+        """The documents' vectors (title + text, at the document length, pruned as configured)."""
+        return self.encoder.encode_documents([d.full_text for d in documents], batch_size=self.batch_size,
+                                             top_k=self.doc_top_k, threshold=self.threshold,
+                                             max_length=self.doc_max_length, show_progress=show_progress,
+                                             desc=f"{self.name} documents")
 
     def index(self, documents: Sequence[Document], show_progress: bool = False) -> None:
         self.close()
@@ -161,6 +171,7 @@ class SpladeSystem(RetrievalSystem):
         qids = list(queries)
         with stopwatch() as encode_time:
             vectors = self.encoder.encode_queries([queries[q] for q in qids], batch_size=self.batch_size,
+                                                  max_length=self.query_max_length,
                                                   show_progress=show_progress, desc=f"{self.name} queries")
         run, latencies = {}, []
         with stopwatch() as search_time:
@@ -192,6 +203,13 @@ class SpladeSystem(RetrievalSystem):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def _check_length(option: str, length: int | None, tokenizer: Any, model_path: Path) -> None:
+    """An override longer than the model's tokenizer takes (its `model_max_length`) is the user's mistake."""
+    limit = tokenizer.model_max_length  # huge where the tokenizer sets none
+    if length is not None and limit and length > limit:
+        raise at_option(option, f"{length} tokens is more than {model_path.name} reads ({limit})")
 
 
 def corpus_key(documents: Sequence[Document]) -> str:
