@@ -232,9 +232,9 @@ class TeacherSystem(RetrievalSystem):
 
     @property
     def description(self) -> str:
-        return (f"teacher: {self.bm25.name} and {self.dense.name} top {TEACHER_DEPTH} each, min-max "
-                f"normalised per query, w·BM25 + (1 − w)·dense with w {self.bm25_weight:g} when query and "
-                f"document are Korean, {self.cross_lingual_weight:g} otherwise")
+        return (f"the trainer's teacher: {self.bm25.name} and {self.dense.name} top {TEACHER_DEPTH} each, "
+                f"min-max normalised per query, w·BM25 + (1 − w)·dense with w {self.bm25_weight:g} when "
+                f"query and document are Korean, {self.cross_lingual_weight:g} otherwise")
 
     @property
     def lengths(self) -> dict[str, int | str]:
