@@ -182,6 +182,8 @@ def evaluate(args: argparse.Namespace, models: dict[str, Path], merged: bool) ->
     out = args.out / f"eval-{name}"
     command = [sys.executable, "-m", "splade", "eval", "--out", str(out), "--dense", str(args.model)]
     command += ["--bm25-pieces", str(args.model), "--teacher", "--query-half", "report"]
+    if args.max_documents:
+        command += ["--max-documents", str(args.max_documents)]
     command += [part for path in args.datasets for part in ("--dataset", str(path))]
     command += [part for system, path in models.items() for part in ("--splade", f"{system}={path}")]
     if merged:
@@ -295,6 +297,12 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[;KEY=VALUE...]")
     parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers")
     parser.add_argument("--max-queries", type=int, default=300, help="queries a set in the final evaluation")
+    parser.add_argument(
+        "--max-documents",
+        type=int,
+        default=None,
+        help="search their judged documents plus seeded distractors up to N a set (default: all)",
+    )
     parser.add_argument("--dev-queries", type=int, default=50, help="dev queries a set while training")
     parser.add_argument("--dev-documents", type=int, default=300, help="dev documents a set while training")
     parser.add_argument("--evaluations", type=int, default=4, help="dev evaluations over a budgeted run")

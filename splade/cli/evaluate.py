@@ -84,6 +84,9 @@ def evaluate(
         "it), report (the other half, for reports) or all."),
     max_queries: int | None = typer.Option(
         None, help="Evaluate a seeded sample of N queries per set (taken from --query-half)."),
+    max_documents: int | None = typer.Option(
+        None, help="Search a corpus of the evaluated queries' judged documents plus seeded distractors up to "
+        "N per set (the same for every system; default: the whole corpus)."),
     top_k: int = typer.Option(_default("top_k"), help="Documents retrieved per query."),
     alpha: float = typer.Option(_default("alpha"), help="Significance level (after Holm's correction)."),
     trials: int = typer.Option(_default("trials"), help="Randomization-test trials."),
@@ -124,7 +127,8 @@ def evaluate(
         teacher_bm25_weight=teacher_bm25_weight, teacher_cross_lingual_weight=teacher_cross_lingual_weight,
         query_max_length=query_max_length, doc_max_length=doc_max_length, backend=backend,
         opensearch=opensearch, encoder_backend=encoder_backend, device=device, batch_size=batch_size,
-        doc_top_k=doc_top_k, query_half=query_half, max_queries=max_queries, top_k=top_k, alpha=alpha,
+        doc_top_k=doc_top_k, query_half=query_half, max_queries=max_queries, max_documents=max_documents,
+        top_k=top_k, alpha=alpha,
         trials=trials, seed=seed, show_progress=True,
         mappings=list(mapping), two_phase=two_phase, seismic=list(seismic), shard=shard,
         shard_dir=out.parent / f"{out.name}.shards",

@@ -54,6 +54,8 @@ class EvalConfig(OptionsModel):
     shard_dir: Path | None = None  # where the shards of a sharded evaluation meet (shared by all of them)
     query_half: Literal["select", "report", "all"] = "all"  # the dev half (splade.dev_split) to evaluate
     max_queries: int | None = Field(default=None, ge=1)
+    # every document judged for the evaluated queries plus seeded distractors up to this many (None: all)
+    max_documents: int | None = Field(default=None, ge=1)
     top_k: int = Field(default=1000, ge=1)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     trials: int = Field(default=10_000, ge=1)  # randomization-test permutations

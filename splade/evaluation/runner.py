@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import random
@@ -161,7 +162,21 @@ def load_datasets(config: EvalConfig) -> list[BeirDataset]:
             raise SpladeError(f"{Path(path) / 'corpus.jsonl'}: no documents")
         if not dataset.judged_queries():
             raise SpladeError(f"{dataset.name}: no query of split {config.split!r} has a judgement")
+    if config.max_documents is not None:
+        datasets = [sample_corpus(d, config) for d in datasets]
     return datasets
+
+
+def sample_corpus(dataset: BeirDataset, config: EvalConfig) -> BeirDataset:
+    """The dataset with every document judged for the evaluated queries and seeded distractors up to
+    `max_documents` (the same corpus for every system)."""
+    queries = sample_queries(dataset, config.max_queries, config.seed, config.query_half)
+    judged = sorted({doc for q in queries for doc in dataset.qrels.get(q, {}) if doc in dataset.corpus})
+    others = sorted(set(dataset.corpus) - set(judged))
+    room = max(0, config.max_documents - len(judged))
+    kept = set(judged) | set(random.Random(config.seed).sample(others, min(room, len(others))))
+    corpus = {doc_id: doc for doc_id, doc in dataset.corpus.items() if doc_id in kept}
+    return dataclasses.replace(dataset, corpus=corpus)
 
 
 def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int,

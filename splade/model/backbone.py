@@ -132,6 +132,14 @@ def detach_decoder(mlm: nn.Module) -> nn.Linear | None:
     if found is None:
         return None
     parent, name = found
+    # BERT keeps the decoder's bias on the head (`predictions.bias`), where an untied head loads it: one
+    # parameter again
+    head_bias = getattr(parent, "bias", None)
+    bias = decoder.bias
+    if isinstance(head_bias, nn.Parameter) and bias is not None and head_bias is not bias and (
+        head_bias.shape == bias.shape
+    ):
+        decoder.bias = head_bias
     setattr(parent, name, nn.Identity())
     mlm._splade_decoder_slot = (parent, name)  # noqa: SLF001 - where `attached_decoder` puts it back
     return decoder

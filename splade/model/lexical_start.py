@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from splade.errors import SpladeError
 from splade.model.backbone import HEAD_TRANSFORMS, special_token_ids
@@ -76,10 +77,12 @@ def _head_layers(model: SpladeModel) -> tuple[nn.Linear, nn.LayerNorm]:
     return dense, norm
 
 
-def _batches(model: SpladeModel, encoded: list[np.ndarray], batch_size: int):  # noqa: ANN202 - a generator
+def _batches(model: SpladeModel, encoded: list[np.ndarray], batch_size: int, desc: str = ""):  # noqa: ANN202 - a generator
+    """Padded batches on the model's device; a progress bar when `desc` names the pass."""
     tokenizer = TextTokenizer(model.tokenizer)
     device = model.vocab_keep.device
-    for start in range(0, len(encoded), batch_size):
+    starts = range(0, len(encoded), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not desc, leave=False):
         ids, mask = tokenizer.pad(encoded[start : start + batch_size])
         yield torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
@@ -112,7 +115,7 @@ def lexical_start(
     dense, norm = _head_layers(model)
     encoded = TextTokenizer(model.tokenizer).encode(list(texts), model.max_length)
     states, tokens = [], []
-    for ids, mask in _batches(model, encoded, batch_size):
+    for ids, mask in _batches(model, encoded, batch_size, "lexical start: fit"):
         hidden = model.mlm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         keep = _own_positions(model, ids, mask)
         states.append(hidden[keep].double())
@@ -212,7 +215,7 @@ def calibrate_own_weights(
     model.eval()
     encoded = TextTokenizer(model.tokenizer).encode(list(texts), model.max_length)
     pooled, own = [], []
-    for ids, mask in _batches(model, encoded, batch_size):
+    for ids, mask in _batches(model, encoded, batch_size, "lexical start: calibration"):
         pooled.append(_pooled_logits(model, ids, mask).cpu())
         own.append(_own_bag(model, ids, mask).cpu())
     logits, bags = torch.cat(pooled), torch.cat(own)
