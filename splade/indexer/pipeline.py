@@ -129,12 +129,13 @@ def check_connection(target: IndexTarget) -> None:
     """Reach the cluster once (a one-line `SpladeError` for an unreachable cluster or a wrong password)."""
     from splade.indexer.connection import describe_error, make_client
     from splade.indexer.opensearch import check_index_name
+    from splade.indexer.retry import RetryPolicy
 
     assert target.opensearch is not None
     check_index_name(target.index)
     client = make_client(target.opensearch)
     try:
-        client.info()
+        RetryPolicy().call(client.info)
     except Exception as exc:
         raise describe_error(exc, target.opensearch, "connecting") from None
     finally:
