@@ -220,22 +220,32 @@ class LocalSparseIndex(SparseIndex):
             return
         self._begin_write()
         number = self._next_number()
-        tombstones = {s.name: s.write_tombstones(self.path, number) for s in dirty}
-        segments = list(self._segments)
+        emptied = [s for s in self._segments if s.live == 0]  # reclaimed: the generation leaves them out
+        tombstones = {s.name: s.write_tombstones(self.path, number) for s in dirty if s.live}
+        segments = [s for s in self._segments if s.live]
         if self._pending:
             new = self._build_pending()
             new.name = f"seg-{number:06d}"
             new.write(self.path / new.name)
             segments.append(new)
-        entries = [dict(s.entry(), deleted=tombstones.get(s.name, s.deleted_file)) for s in segments]
+        entries = []
+        for s in segments:
+            deleted, checksum = tombstones.get(s.name, (s.deleted_file, s.deleted_checksum))
+            entries.append(dict(s.entry(), deleted=deleted, deleted_checksum=checksum))
         self._publish(number, entries)
         for segment in dirty:
-            segment.deleted_file, segment.dirty = tombstones[segment.name], False
-        if len(segments) > len(self._segments):  # serve the new segment from its files, memory-mapped
-            self._segments.append(Segment.read(self.path, entries[-1]))
-            base = len(self._segments) - 1
-            for row, doc_id in enumerate(segments[-1].doc_ids):
-                self._where[doc_id] = (base, row)
+            if segment.name in tombstones:
+                segment.deleted_file, segment.deleted_checksum = tombstones[segment.name]
+            segment.dirty = False
+        if self._pending:  # serve the new segment from its files, memory-mapped
+            segments[-1] = Segment.read(self.path, entries[-1], self._metadata.vocab_size)
+        if emptied:  # segment positions moved: map the ids again
+            self._segments = []
+            self._where = {}
+        for segment in segments[len(self._segments):]:
+            for row in np.flatnonzero(~segment.deleted):
+                self._where[segment.doc_ids[row]] = (len(self._segments), int(row))
+            self._segments.append(segment)
         self._pending.clear()
         self._pending_segment = None
 
@@ -254,7 +264,8 @@ class LocalSparseIndex(SparseIndex):
             for source in generation.segments:
                 name = f"seg-{number:06d}-{len(self._segments):05d}"
                 _link_files(part / source.name, self.path / name)
-                segment = Segment.read(self.path, dict(source.entry(), name=name, deleted=None))
+                segment = Segment.read(self.path, dict(source.entry(), name=name, deleted=None),
+                                       self._metadata.vocab_size)
                 segment.deleted, segment.dirty = source.deleted.copy(), bool(source.deleted.any())
                 for row in np.flatnonzero(~segment.deleted):
                     doc_id = segment.doc_ids[row]
@@ -276,6 +287,7 @@ class LocalSparseIndex(SparseIndex):
         ids, batches, texts = [], [], []
         has_texts = all(s.has_texts for s in self._segments)
         for segment in self._segments:
+            segment.check_terms(np.arange(self._metadata.vocab_size))  # never carry damage into the merge
             rows = np.flatnonzero(~segment.deleted)
             ids += [segment.doc_ids[r] for r in rows]
             batches.append(segment.to_batch(rows))
@@ -286,7 +298,8 @@ class LocalSparseIndex(SparseIndex):
                                     texts if has_texts else None)
         merged.write(self.path / merged.name)
         manifest = self._publish(number, [merged.entry()])
-        self._use(Generation(number, manifest, self._metadata, [Segment.read(self.path, merged.entry())]))
+        merged = Segment.read(self.path, merged.entry(), self._metadata.vocab_size)
+        self._use(Generation(number, manifest, self._metadata, [merged]))
 
     def _next_number(self) -> int:
         self._last_number += 1
