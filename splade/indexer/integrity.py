@@ -38,7 +38,7 @@ def digest_bytes(data: bytes) -> str:
 
 def damaged(path: Path, why: str) -> SpladeError:
     return SpladeError(f"{path}: damaged index file ({why}); rebuild the index "
-                       "(splade index --verify checks every file)")
+                       "(splade index --verify-files checks every file)")
 
 
 def check_digest(path: Path, expected: str | None, actual: str | None = None) -> None:
