@@ -3,6 +3,9 @@ good copy, idempotent calls are retried (honouring Retry-After), and 15 % faulty
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +134,26 @@ def test_rebuilds_at_a_15_percent_fault_rate_lose_no_document(opensearch_url: st
     found = direct.client.mget(index=name, body={"ids": ids})["docs"]
     assert all(d["found"] for d in found)
     assert [i for i in direct.client.indices.get(index=f"{name}-*")] == direct.concrete_indices()
+
+
+SECRET = "pa#ss/w@rd"
+
+
+def test_a_password_with_hash_slash_and_at_in_hosts_parses_and_never_shows(opensearch_url: str,
+                                                                          tiny_model_dir: Path) -> None:
+    from urllib.parse import quote
+
+    host = opensearch_url.replace("http://", f"http://admin:{SECRET}@")
+    index = OpenSearchSparseIndex.connect(OpenSearchSettings(hosts=[host]), "secret-idx", TOKENS, META,
+                                          must_exist=False)
+    with index.rebuild():
+        index.add(["a"], random_batch(1, 5, seed=30, vocab=VOCAB))
+    assert index.count() == 1
+    assert SECRET not in repr(index.settings) and quote(SECRET, safe="") not in repr(index.settings)
+    command = [sys.executable, "-m", "splade", "search", "q", "--model", str(tiny_model_dir), "--index", "x",
+               "--backend", "opensearch", "--hosts", f"http://admin:{SECRET}@127.0.0.1:9", "--timeout", "2"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    [line] = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "cannot reach OpenSearch at http://***@127.0.0.1:9" in line, line
+    for fragment in ("pa#", "pa%23", "w@rd", "w%40rd", "ss/w"):
+        assert fragment not in line

@@ -34,7 +34,11 @@ def make_client(settings: OpenSearchSettings) -> Any:
         kwargs["http_auth"] = (settings.user, settings.password or "")
     if settings.api_key:
         kwargs["headers"] = {"Authorization": f"ApiKey {settings.api_key}"}
-    return OpenSearch(**kwargs)
+    try:
+        return OpenSearch(**kwargs)
+    except ValueError:  # its message may quote part of a URL's password
+        raise SpladeError(f"--hosts / {ENV['hosts']}: cannot parse {settings.hosts_text} as OpenSearch URLs "
+                          "(scheme://[user:password@]host:port)") from None
 
 
 def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: str) -> SpladeError:
@@ -63,11 +67,22 @@ def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: st
         message = f"OpenSearch at {hosts} failed while {what}: HTTP {exc.status_code} {_reason(exc)}{after}"
     else:
         message = f"OpenSearch request failed while {what}: {type(exc).__name__}"
-    message = redact(message)
-    for secret in (settings.password, settings.api_key) if settings else ():
-        if secret:
-            message = message.replace(secret, "***")
-    return SpladeError(message)
+    return SpladeError(mask_secrets(redact(message), settings))
+
+
+def mask_secrets(message: str, settings: OpenSearchSettings | None) -> str:
+    """`message` without the password or API key, plain or percent-encoded (as in a host URL)."""
+    from urllib.parse import quote, unquote
+
+    secrets = [settings.password, settings.api_key] if settings else []
+    for host in settings.hosts if settings else []:
+        userinfo = host.partition("://")[2].rpartition("@")[0]
+        if ":" in userinfo:
+            secrets.append(unquote(userinfo.partition(":")[2]))
+    for secret in filter(None, secrets):
+        for form in {secret, quote(secret, safe="")}:
+            message = message.replace(form, "***")
+    return message
 
 
 def _reason(exc: Any) -> str:
