@@ -78,9 +78,11 @@ def evaluate(
     """
     from rich.console import Console
 
+    from splade.atomic import refuse_foreign_dir
     from splade.evaluation import run_evaluation, write_report
     from splade.evaluation.systems import parse_splade_spec
 
+    refuse_foreign_dir(out, "results.json", "--out", "evaluation report")  # before any work
     console = Console(stderr=True)
     config = EvalConfig(
         datasets=list(dataset), split=split, merged_corpus=merged_corpus, duplicate_ids=duplicate_ids,
