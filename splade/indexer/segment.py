@@ -103,7 +103,7 @@ class Segment:
                  "deleted": self.deleted_file, "texts": self.has_texts}
         if self.checksums is not None:
             entry["checksums"] = self.checksums
-        if self.deleted_checksum is not None:
+        if self.deleted_checksum is not None and self.deleted_file is not None:
             entry["deleted_checksum"] = self.deleted_checksum
         return entry
 
@@ -203,7 +203,7 @@ class Segment:
         segment = Segment(entry["name"], doc_ids, ptr, docs, weights, None, deleted)
         segment.texts_handle = texts_handle
         segment.deleted_file = entry.get("deleted")
-        segment.deleted_checksum = entry.get("deleted_checksum")
+        segment.deleted_checksum = entry.get("deleted_checksum") if deleted is not None else None
         segment.disk_bytes = disk_bytes + (segment.deleted.nbytes if deleted is not None else 0)
         segment.folder, segment.checksums, segment.crcs = folder, checksums, crcs
         segment._checked = np.zeros(ptr.size - 1, dtype=bool)
