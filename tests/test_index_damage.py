@@ -240,3 +240,19 @@ def test_fully_deleted_segments_are_reclaimed_at_the_next_write(tmp_path: Path) 
         index.delete(["d61"])
     with LocalSparseIndex.open(path) as index:
         assert index.count() == 39 and index.fetch_texts(["d62", "d61", "new"]) == ["text d62", None, None]
+
+
+def test_a_manifest_naming_a_folder_outside_never_lets_a_write_touch_it(tmp_path: Path) -> None:
+    path = tmp_path / "idx"
+    build(path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("user data")
+    edit_manifest("name", "../victim")(path)
+    with pytest.raises(SpladeError, match="damaged manifest"):
+        LocalSparseIndex.open(path, for_add=True)
+    with LocalSparseIndex.create(path, META, overwrite=True) as index:  # a rebuild replaces the damage
+        index.add(["a"], random_batch(1, 5, seed=9))
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert LocalSparseIndex.verify(path)["documents"] == 1
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("seg-")) == ["seg-000004"]

@@ -90,7 +90,7 @@ class LocalSparseIndex(SparseIndex):
             if not is_index(path):
                 raise SpladeError(f"{path}: exists and is not a splade index; refusing to replace it")
         index = cls(path, metadata, None)
-        index._take_lock(lock)
+        index._take_lock(lock, replacing=True)
         index._replacing = True
         return index
 
@@ -172,14 +172,24 @@ class LocalSparseIndex(SparseIndex):
         shutil.rmtree(aside, ignore_errors=True)
 
     # -- writing -----------------------------------------------------------------------------------
-    def _take_lock(self, lock: WriterLock | None) -> None:
-        """Hold the writer lock, and remove what a killed writer left (unpublished files, temporaries)."""
+    def _take_lock(self, lock: WriterLock | None, replacing: bool = False) -> None:
+        """Hold the writer lock, and remove what a killed writer left (unpublished files, temporaries).
+        `replacing`: a new index replaces this one, which may be damaged (its files go at publication)."""
         self._owns_lock = lock is None
         self._lock = WriterLock(self.path).acquire() if lock is None else lock
         if not self._lock.held:
             raise ValueError("the writer lock passed in is not held")
-        manifest, entries = published_entries(self.path)
-        self.recovered = remove_unreferenced(self.path, manifest, entries) + remove_leftovers(self.path)
+        self.recovered = remove_leftovers(self.path)
+        try:
+            manifest, entries = published_entries(self.path)
+        except SpladeError:  # a damaged manifest: clean nothing up; only a replacement may go on
+            if not replacing:
+                if self._owns_lock:
+                    self._lock.release()
+                self._lock = None
+                raise
+        else:
+            self.recovered = remove_unreferenced(self.path, manifest, entries) + self.recovered
         self._last_number = highest_number(self.path)
 
     def _begin_write(self) -> None:
