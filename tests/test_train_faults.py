@@ -140,3 +140,22 @@ def test_cli_output_dir_naming_a_file_and_a_reused_folder_are_one_line(tmp_path:
     (run / "best_model").mkdir()
     line = error_line(cli("train", "quickstart", "--output-dir", str(run)))
     assert "--resume" in line and "--overwrite" in line and (run / "best_model").is_dir()
+
+
+def test_cli_resume_with_a_learning_rate_override_is_one_line_naming_it(tmp_path: Path) -> None:
+    from splade.atomic import write_json
+    from splade.cli.train import default_config
+    from splade.config import load_config
+
+    run = tmp_path / "run"
+    cfg = load_config(default_config("quickstart"), [f"output.dir={run}"])
+    cfg = cfg.model_copy(update={"version": "quickstart"})
+    checkpoint = run / "checkpoint_1"
+    (checkpoint / "model").mkdir(parents=True)
+    write_json(run / "train_config.json", cfg.model_dump(mode="json"))
+    write_json(checkpoint / ckpt.INFO_NAME, {"global_step": 1})
+    torch.save({"state": {}, "rng": {}}, checkpoint / ckpt.STATE_NAME)
+    line = error_line(cli("train", "quickstart", "--output-dir", str(run), "--resume",
+                          "--set", "training.learning_rate=1e30", "--max-steps", "5"))
+    refused = line.split("honours")[0]
+    assert "training.learning_rate" in refused and "1e+30" in refused and "max_steps" not in refused
