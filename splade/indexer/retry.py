@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -71,7 +72,8 @@ class RetryPolicy:
                 return fn(*args, **kwargs)
             except Exception as exc:
                 if attempt == self.max_retries or not is_retryable(exc):
-                    exc.splade_tries = attempt + 1  # type: ignore[attr-defined]  # for the message
+                    with contextlib.suppress(AttributeError):
+                        exc.splade_tries = attempt + 1  # type: ignore[attr-defined]  # for the message
                     raise
                 self.wait(attempt, f"OpenSearch call failed ({describe_failure(exc)})", exc)
         raise AssertionError("unreachable")
