@@ -98,8 +98,8 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str], step
         ]
         settings.append(f"dev.evaluations={args.evaluations}")
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
-    if args.reuse:  # a killed training continues from its last checkpoint; a finished one returns at once
-        command.append("--resume")
+    # a killed training continues from its last checkpoint, a finished one returns at once; else start clean
+    command.append("--resume" if args.reuse else "--overwrite")
     for override in [*settings, *overrides]:
         command += ["--set", override]
     run(command, args.out / f"train-{name}.log")

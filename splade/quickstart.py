@@ -128,7 +128,7 @@ def run_quickstart(
         say(f"[2/6] model: {model}")
 
     say("[3/6] train: the 3-phase curriculum on the sample triplets")
-    result = train(quickstart_config(out_dir, model, sample, overrides or []))
+    result = train(quickstart_config(out_dir, model, sample, overrides or []), overwrite=True)  # a fresh demo
     best = result.best_model_dir
 
     onnx_dir = out_dir / "onnx"

@@ -93,6 +93,7 @@ def assert_only_one_clean_generation(path: Path) -> None:
     files = sorted(p.name for p in (path / segment["name"]).iterdir())
     assert files == [
         "doc_ids.json",
+        "postings_crc.npy",
         "postings_docs.npy",
         "postings_ptr.npy",
         "postings_weights.npy",

@@ -112,10 +112,12 @@ def evaluate(
     """
     from rich.console import Console
 
+    from splade.atomic import refuse_foreign_dir
     from splade.evaluation import run_evaluation, write_report
     from splade.evaluation.runs import parse_run_spec
     from splade.evaluation.systems import parse_index_specs, parse_splade_spec
 
+    refuse_foreign_dir(out, "results.json", "--out", "evaluation report")  # before any work
     console = Console(stderr=True)
     splade_systems = [parse_splade_spec(spec) for spec in splade]
     config = EvalConfig(

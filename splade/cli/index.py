@@ -87,15 +87,31 @@ def print_hits(query: str, hits: list[tuple[str, float, str | None]], output_for
     console.print(table)
 
 
+def verify_index(index: str, backend: str) -> None:
+    """`splade index --verify-files`: the full check of an embedded index, one line either way."""
+    from splade.errors import at_option
+    from splade.indexer.local import LocalSparseIndex
+
+    if backend != "local":
+        raise at_option("--verify-files", "checks embedded (--backend local) indexes only")
+    found = LocalSparseIndex.verify(index)
+    note = "" if found["checksums"] else (" (written before checksums: structure checked only; rebuild it to "
+                                          "add them)")
+    typer.echo(f"{index}: {found['documents']} documents in {found['segments']} segments verified{note}")
+
+
 def register(app: typer.Typer) -> None:
     """Add `index` and `search` to the root app."""
 
     @app.command("index")
     @opensearch_options
     def index_command(
-        model: Model,
-        corpus: Annotated[Path, typer.Option("--corpus", help="BEIR folder with corpus.jsonl.")],
         index: IndexName,
+        model: Annotated[Path | None, typer.Option(
+            "--model", help="Model folder: checkpoint, ONNX export, or sentence-transformers SPLADE folder."
+        )] = None,
+        corpus: Annotated[Path | None, typer.Option(
+            "--corpus", help="BEIR folder with corpus.jsonl.")] = None,
         backend: Backend = _index("backend"),
         top_k_doc: Annotated[int | None, typer.Option(
             "--top-k-doc", help="Keep at most this many terms per document.")] = None,
@@ -112,12 +128,21 @@ def register(app: typer.Typer) -> None:
         query_mode: QueryMode = _index("query_mode"),
         shard: Shard = None, mapping: Mapping = None, two_phase: TwoPhase = False, seismic: Seismic = None,
         primary_shards: PrimaryShards = _index("primary_shards"), replicas: Replicas = _index("replicas"),
+        verify_files: Annotated[bool, typer.Option(
+            "--verify-files", help="Check every file of the embedded index --index (checksums and postings) "
+            "and exit; needs no --model or --corpus.")] = False,
         opensearch: OpenSearchSettings | None = None,
     ) -> None:
         """Encode a corpus and index it; a rebuild replaces the live index only once it is complete."""
         from rich.console import Console
 
+        from splade.errors import at_option
         from splade.indexer.pipeline import build_index
+
+        if verify_files:
+            return verify_index(index, backend)
+        if model is None or corpus is None:
+            raise at_option("--model" if model is None else "--corpus", "required to build an index")
 
         config = IndexConfig(model=model, corpus=corpus, index=index, backend=backend, opensearch=opensearch,
                              query_mode=query_mode, top_k_doc=top_k_doc, threshold=threshold,

@@ -23,6 +23,9 @@ def train_command(
     resume_from: Path | None = typer.Option(
         None, "--resume-from", help="Resume from this checkpoint_N folder."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="First remove a previous run's checkpoints and best_model/ there."
+    ),
     overrides: list[str] | None = typer.Option(
         None,
         "--set",
@@ -70,7 +73,7 @@ def train_command(
 
     from splade.trainer.loop import train
 
-    result = train(cfg, resume=resume, resume_from=resume_from)
+    result = train(cfg, resume=resume, resume_from=resume_from, overwrite=overwrite)
     if not result.is_main:  # one summary for a run on several processes
         return
     typer.echo(

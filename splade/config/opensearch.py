@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote, unquote
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,6 +32,20 @@ def redact(text: str) -> str:
     return _URL_CREDENTIALS.sub("//***@", text)
 
 
+def quote_credentials(host: str) -> str:
+    """`host` with its `user:password@` percent-encoded, so that a password holding `#`, `/`, `@` or `:`
+    parses (an already encoded one stays as it is)."""
+    scheme, sep, rest = host.partition("://")
+    if not sep:
+        scheme, rest = "", host
+    userinfo, at, address = rest.rpartition("@")
+    if not at:
+        return host
+    user, colon, password = userinfo.partition(":")
+    quoted = quote(unquote(user), safe="") + (":" + quote(unquote(password), safe="") if colon else "")
+    return f"{scheme}{sep}{quoted}@{address}"
+
+
 class OpenSearchSettings(OptionsModel):
     """Where and how to connect. Its `repr` masks the password and API key and strips URL credentials."""
 
@@ -51,7 +66,7 @@ class OpenSearchSettings(OptionsModel):
         if isinstance(value, str):
             value = value.split(",")
         if isinstance(value, list):
-            value = [h.strip() for h in value if isinstance(h, str) and h.strip()]
+            value = [quote_credentials(h.strip()) for h in value if isinstance(h, str) and h.strip()]
             if not value:
                 raise ValueError("no OpenSearch host given")
         return value

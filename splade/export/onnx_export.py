@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ import torch
 
 from splade.atomic import atomic_dir, refuse_foreign_dir, write_json
 from splade.config.export import ExportConfig, Exporter
-from splade.errors import SpladeError, at_option
+from splade.errors import SpladeError, at_option, first_line
 from splade.export.parity import (
     DEFAULT_TOLERANCES,
     ParityResult,
@@ -54,7 +55,14 @@ EXPORTERS = get_args(Exporter)
 
 def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> SpladeModel:
     """Load a checkpoint in fp32 eval mode with eager attention (the form ORT's fusions recognise)."""
-    model = SpladeModel.from_pretrained(checkpoint, dtype=torch.float32)
+    try:
+        model = SpladeModel.from_pretrained(checkpoint, dtype=torch.float32)
+    except ValueError as exc:  # e.g. a decoder-only (GPT-2) folder: transformers lists every MLM class
+        kind = model_type(Path(checkpoint))
+        what = f" (its model_type is {kind!r})" if kind else ""
+        raise at_option("CHECKPOINT", f"cannot load {checkpoint} as a masked language model{what}: splade "
+                                      "needs an encoder with an MLM head such as BERT or XLM-R "
+                                      f"({first_line(exc)[:80]})") from None
     if max_length:
         model.max_length = max_length
     setter = getattr(model.mlm, "set_attn_implementation", None)
@@ -64,6 +72,14 @@ def load_for_export(checkpoint: str | Path, max_length: int | None = None) -> Sp
         except (ValueError, AttributeError):
             log.info("backbone keeps its attention implementation")
     return model.eval()
+
+
+def model_type(folder: Path) -> str | None:
+    """The `model_type` of a folder's config.json (None when unreadable)."""
+    try:
+        return str(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _example(model: SpladeModel) -> tuple[torch.Tensor, torch.Tensor]:

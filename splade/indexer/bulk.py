@@ -1,4 +1,5 @@
-"""Bulk requests in chunks, retried with exponential backoff on 429 / 5xx; every failed document by id."""
+"""Bulk requests in chunks, retried with exponential backoff (or the server's `Retry-After`) on 429 / 5xx and
+lost connections; every failed document by id."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger(__name__)
+from splade.indexer.retry import RETRY_STATUS, is_retryable, retry_after
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,10 +61,11 @@ class BulkWriter:
                 response = self.client.bulk(body=self._body(pending))
             except Exception as exc:  # classified below, re-raised when not retryable
                 status = getattr(exc, "status_code", None)
-                retryable = status in RETRY_STATUS or _is_connection_error(exc)
-                if not retryable or last:
+                if not is_retryable(exc) or last:
+                    exc.splade_tries = attempt + 1  # type: ignore[attr-defined]  # for the message
                     raise
-                self._backoff(attempt, f"bulk request failed ({status or type(exc).__name__})")
+                self._backoff(attempt, f"bulk request failed ({status or type(exc).__name__})",
+                              retry_after(exc))
                 continue
             retry = []
             for (doc_id, action, source), item in zip(pending, response["items"], strict=True):
@@ -90,16 +92,10 @@ class BulkWriter:
                 body.append(source)
         return body
 
-    def _backoff(self, attempt: int, why: str) -> None:
-        delay = min(self.max_backoff, self.initial_backoff * 2**attempt)
+    def _backoff(self, attempt: int, why: str, asked: float | None = None) -> None:
+        delay = min(self.max_backoff, self.initial_backoff * 2**attempt if asked is None else asked)
         log.warning("%s; retrying in %.1f s", why, delay)
         self.sleep(delay)
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    from opensearchpy import exceptions as ose
-
-    return isinstance(exc, ose.ConnectionError) and not isinstance(exc, ose.SSLError)
 
 
 def _item_reason(outcome: dict[str, Any], status: int) -> str:

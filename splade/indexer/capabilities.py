@@ -51,8 +51,8 @@ class ServerInfo:
         """Ask the cluster; `call(what, fn)` turns client errors into one-line errors."""
         info = call("reading the server version", client.info)
         try:
-            plugins = client.cat.plugins(format="json")
-        except Exception:  # a user without cluster:monitor rights: judge by the version alone
+            plugins = call("listing plugins", client.cat.plugins, format="json")
+        except SpladeError:  # a user without cluster:monitor rights: judge by the version alone
             plugins = None
         return ServerInfo.parse(info, plugins, hosts)
 

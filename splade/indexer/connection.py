@@ -7,6 +7,7 @@ from typing import Any
 
 from splade.config.opensearch import ENV, OpenSearchSettings, redact
 from splade.errors import SpladeError
+from splade.indexer.retry import connection_class, is_refused
 
 __all__ = ["ENV", "OpenSearchSettings", "describe_error", "make_client", "redact"]
 
@@ -22,7 +23,8 @@ def make_client(settings: OpenSearchSettings) -> Any:
         "timeout": settings.timeout,
         "verify_certs": settings.verify,
         "ssl_show_warn": settings.verify,
-        "max_retries": 0,  # retries with backoff are ours (bulk), so failures surface quickly
+        "max_retries": 0,  # retries with backoff are ours (`splade.indexer.retry`), honouring Retry-After
+        "connection_class": connection_class(),
     }
     if any(h.startswith("https://") for h in settings.hosts):
         kwargs["use_ssl"] = True
@@ -32,7 +34,11 @@ def make_client(settings: OpenSearchSettings) -> Any:
         kwargs["http_auth"] = (settings.user, settings.password or "")
     if settings.api_key:
         kwargs["headers"] = {"Authorization": f"ApiKey {settings.api_key}"}
-    return OpenSearch(**kwargs)
+    try:
+        return OpenSearch(**kwargs)
+    except ValueError:  # its message may quote part of a URL's password
+        raise SpladeError(f"--hosts / {ENV['hosts']}: cannot parse {settings.hosts_text} as OpenSearch URLs "
+                          "(scheme://[user:password@]host:port)") from None
 
 
 def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: str) -> SpladeError:
@@ -40,15 +46,19 @@ def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: st
     from opensearchpy import exceptions as ose
 
     hosts = settings.hosts_text if settings else "the cluster"
+    tries = getattr(exc, "splade_tries", 1)
+    after = f" ({tries} tries)" if tries > 1 else ""
     if isinstance(exc, ose.ConnectionTimeout):
-        message = f"OpenSearch at {hosts} did not answer in time while {what} (raise --timeout?)"
+        message = f"OpenSearch at {hosts} did not answer in time while {what}{after} (raise --timeout?)"
     elif isinstance(exc, ose.SSLError):
         message = f"TLS handshake with OpenSearch at {hosts} failed while {what} (check --ca-certs)"
-    elif isinstance(exc, ose.ConnectionError):
-        message = f"cannot reach OpenSearch at {hosts} while {what} (is it running? check --hosts)"
+    elif isinstance(exc, ose.ConnectionError) and is_refused(exc):
+        message = f"cannot reach OpenSearch at {hosts} while {what}{after} (is it running? check --hosts)"
         if settings is not None and any(h.startswith("http://") for h in settings.hosts):
             message += ("; a cluster with the security plugin, such as the compose stack, speaks https: "
                         "--hosts https://localhost:9200 with --no-verify or --ca-certs")
+    elif isinstance(exc, ose.ConnectionError):
+        message = f"lost the connection to OpenSearch at {hosts} while {what}{after}"
     elif isinstance(exc, ose.AuthenticationException):
         message = (f"OpenSearch at {hosts} rejected the credentials while {what} "
                    "(check --user/--password or --api-key)")
@@ -57,14 +67,25 @@ def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: st
     elif isinstance(exc, ose.NotFoundError):
         message = f"OpenSearch at {hosts}: not found while {what} ({_reason(exc)})"
     elif isinstance(exc, ose.TransportError):
-        message = f"OpenSearch at {hosts} failed while {what}: HTTP {exc.status_code} {_reason(exc)}"
+        message = f"OpenSearch at {hosts} failed while {what}: HTTP {exc.status_code} {_reason(exc)}{after}"
     else:
         message = f"OpenSearch request failed while {what}: {type(exc).__name__}"
-    message = redact(message)
-    for secret in (settings.password, settings.api_key) if settings else ():
-        if secret:
-            message = message.replace(secret, "***")
-    return SpladeError(message)
+    return SpladeError(mask_secrets(redact(message), settings))
+
+
+def mask_secrets(message: str, settings: OpenSearchSettings | None) -> str:
+    """`message` without the password or API key, plain or percent-encoded (as in a host URL)."""
+    from urllib.parse import quote, unquote
+
+    secrets = [settings.password, settings.api_key] if settings else []
+    for host in settings.hosts if settings else []:
+        userinfo = host.partition("://")[2].rpartition("@")[0]
+        if ":" in userinfo:
+            secrets.append(unquote(userinfo.partition(":")[2]))
+    for secret in filter(None, secrets):
+        for form in {secret, quote(secret, safe="")}:
+            message = message.replace(form, "***")
+    return message
 
 
 def _reason(exc: Any) -> str:
@@ -73,3 +94,4 @@ def _reason(exc: Any) -> str:
         err = info["error"]
         return f"{err.get('type')}: {err.get('reason')}"
     return str(getattr(exc, "error", "")) or type(exc).__name__
+

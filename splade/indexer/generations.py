@@ -26,7 +26,7 @@ from splade.atomic import atomic_file, write_json
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata
 from splade.indexer.lock import LOCK_FILE
-from splade.indexer.segment import Segment
+from splade.indexer.segment import Segment, check_entry
 
 FORMAT = "splade-sparse-index"
 VERSION = 2  # 1: one `manifest.json` rewritten in place, no pointer (still read, and upgraded on write)
@@ -93,6 +93,11 @@ def read_manifest(folder: Path, name: str) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") not in (
             1, VERSION):
         raise SpladeError(f"{path}: not a {FORMAT} manifest of version 1 or {VERSION}")
+    segments = manifest.setdefault("segments", [])
+    if not isinstance(segments, list):
+        raise SpladeError(f"{path}: damaged manifest (segments is not a list)")
+    for entry in segments:
+        check_entry(entry, path)  # every name stays inside the index folder
     return manifest
 
 
@@ -105,12 +110,12 @@ def read_generation(folder: Path) -> Generation:
             raise SpladeError(f"{folder}: {what}")
         try:
             manifest = read_manifest(folder, name)
-            segments = [Segment.read(folder, entry) for entry in manifest.get("segments", [])]
+            metadata = IndexMetadata.from_dict(manifest.get("metadata", {}))
+            segments = [Segment.read(folder, entry, metadata.vocab_size) for entry in manifest["segments"]]
         except FileNotFoundError as exc:
             if read_pointer(folder) == name:  # still the published generation: a file is really missing
                 raise SpladeError(f"{folder}: damaged index ({exc.filename} is missing)") from None
             continue  # a newer generation was published and this one's files removed: read that one
-        metadata = IndexMetadata.from_dict(manifest.get("metadata", {}))
         return Generation(int(manifest.get("generation", 0)), name, metadata, segments)
     raise SpladeError(f"{folder}: the index was replaced {OPEN_ATTEMPTS} times while opening it; try again")
 

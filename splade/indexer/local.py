@@ -90,7 +90,7 @@ class LocalSparseIndex(SparseIndex):
             if not is_index(path):
                 raise SpladeError(f"{path}: exists and is not a splade index; refusing to replace it")
         index = cls(path, metadata, None)
-        index._take_lock(lock)
+        index._take_lock(lock, replacing=True)
         index._replacing = True
         return index
 
@@ -110,6 +110,20 @@ class LocalSparseIndex(SparseIndex):
         if lock is not None:
             index._take_lock(lock)
         return index
+
+    @classmethod
+    def verify(cls, path: str | Path) -> dict[str, int | bool]:
+        """The full check of the published generation: every file's checksum and every posting list; a
+        one-line `SpladeError` names the first damaged file. `checksums` is False for an index written
+        before checksums existed (structure checked only)."""
+        index = cls.open(path)
+        try:
+            for segment in index._segments:
+                segment.verify()
+            return {"segments": len(index._segments), "documents": index.count(),
+                    "checksums": all(s.checksums is not None for s in index._segments)}
+        finally:
+            index.close()
 
     @property
     def metadata(self) -> IndexMetadata:
@@ -158,14 +172,24 @@ class LocalSparseIndex(SparseIndex):
         shutil.rmtree(aside, ignore_errors=True)
 
     # -- writing -----------------------------------------------------------------------------------
-    def _take_lock(self, lock: WriterLock | None) -> None:
-        """Hold the writer lock, and remove what a killed writer left (unpublished files, temporaries)."""
+    def _take_lock(self, lock: WriterLock | None, replacing: bool = False) -> None:
+        """Hold the writer lock, and remove what a killed writer left (unpublished files, temporaries).
+        `replacing`: a new index replaces this one, which may be damaged (its files go at publication)."""
         self._owns_lock = lock is None
         self._lock = WriterLock(self.path).acquire() if lock is None else lock
         if not self._lock.held:
             raise ValueError("the writer lock passed in is not held")
-        manifest, entries = published_entries(self.path)
-        self.recovered = remove_unreferenced(self.path, manifest, entries) + remove_leftovers(self.path)
+        self.recovered = remove_leftovers(self.path)
+        try:
+            manifest, entries = published_entries(self.path)
+        except SpladeError:  # a damaged manifest: clean nothing up; only a replacement may go on
+            if not replacing:
+                if self._owns_lock:
+                    self._lock.release()
+                self._lock = None
+                raise
+        else:
+            self.recovered = remove_unreferenced(self.path, manifest, entries) + self.recovered
         self._last_number = highest_number(self.path)
 
     def _begin_write(self) -> None:
@@ -220,22 +244,32 @@ class LocalSparseIndex(SparseIndex):
             return
         self._begin_write()
         number = self._next_number()
-        tombstones = {s.name: s.write_tombstones(self.path, number) for s in dirty}
-        segments = list(self._segments)
+        emptied = [s for s in self._segments if s.live == 0]  # reclaimed: the generation leaves them out
+        tombstones = {s.name: s.write_tombstones(self.path, number) for s in dirty if s.live}
+        segments = [s for s in self._segments if s.live]
         if self._pending:
             new = self._build_pending()
             new.name = f"seg-{number:06d}"
             new.write(self.path / new.name)
             segments.append(new)
-        entries = [dict(s.entry(), deleted=tombstones.get(s.name, s.deleted_file)) for s in segments]
+        entries = []
+        for s in segments:
+            deleted, checksum = tombstones.get(s.name, (s.deleted_file, s.deleted_checksum))
+            entries.append(dict(s.entry(), deleted=deleted, deleted_checksum=checksum))
         self._publish(number, entries)
         for segment in dirty:
-            segment.deleted_file, segment.dirty = tombstones[segment.name], False
-        if len(segments) > len(self._segments):  # serve the new segment from its files, memory-mapped
-            self._segments.append(Segment.read(self.path, entries[-1]))
-            base = len(self._segments) - 1
-            for row, doc_id in enumerate(segments[-1].doc_ids):
-                self._where[doc_id] = (base, row)
+            if segment.name in tombstones:
+                segment.deleted_file, segment.deleted_checksum = tombstones[segment.name]
+            segment.dirty = False
+        if self._pending:  # serve the new segment from its files, memory-mapped
+            segments[-1] = Segment.read(self.path, entries[-1], self._metadata.vocab_size)
+        if emptied:  # segment positions moved: map the ids again
+            self._segments = []
+            self._where = {}
+        for segment in segments[len(self._segments):]:
+            for row in np.flatnonzero(~segment.deleted):
+                self._where[segment.doc_ids[row]] = (len(self._segments), int(row))
+            self._segments.append(segment)
         self._pending.clear()
         self._pending_segment = None
 
@@ -254,7 +288,8 @@ class LocalSparseIndex(SparseIndex):
             for source in generation.segments:
                 name = f"seg-{number:06d}-{len(self._segments):05d}"
                 _link_files(part / source.name, self.path / name)
-                segment = Segment.read(self.path, dict(source.entry(), name=name, deleted=None))
+                segment = Segment.read(self.path, dict(source.entry(), name=name, deleted=None),
+                                       self._metadata.vocab_size)
                 segment.deleted, segment.dirty = source.deleted.copy(), bool(source.deleted.any())
                 for row in np.flatnonzero(~segment.deleted):
                     doc_id = segment.doc_ids[row]
@@ -276,6 +311,7 @@ class LocalSparseIndex(SparseIndex):
         ids, batches, texts = [], [], []
         has_texts = all(s.has_texts for s in self._segments)
         for segment in self._segments:
+            segment.check_terms(np.arange(self._metadata.vocab_size))  # never carry damage into the merge
             rows = np.flatnonzero(~segment.deleted)
             ids += [segment.doc_ids[r] for r in rows]
             batches.append(segment.to_batch(rows))
@@ -286,7 +322,8 @@ class LocalSparseIndex(SparseIndex):
                                     texts if has_texts else None)
         merged.write(self.path / merged.name)
         manifest = self._publish(number, [merged.entry()])
-        self._use(Generation(number, manifest, self._metadata, [Segment.read(self.path, merged.entry())]))
+        merged = Segment.read(self.path, merged.entry(), self._metadata.vocab_size)
+        self._use(Generation(number, manifest, self._metadata, [merged]))
 
     def _next_number(self) -> int:
         self._last_number += 1

@@ -4,7 +4,9 @@
 
 `name` is always an alias. `rebuild()` creates a concrete index `<name>-<timestamp>`, loads it, checks
 the document count and then moves the alias in one `update_aliases` call; on any failure the new
-index is deleted and the alias still serves the old one. A sharded build loads one build index from
+index is deleted and the alias still serves the old one. Every idempotent call is retried (see
+`splade.indexer.retry`); after a failed alias call the cluster is asked where the alias points, and an
+index that an alias names is never deleted. A sharded build loads one build index from
 several processes (`load_into`) and the last of them moves the alias (`publish`). The model metadata
 travels in the mapping's `_meta.splade` and the layout in `_meta.splade_layout`, so searching with
 another model's vectors is refused and searching needs no layout option.
@@ -32,6 +34,7 @@ from splade.indexer.capabilities import ServerInfo
 from splade.indexer.connection import OpenSearchSettings, describe_error, make_client
 from splade.indexer.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
 from splade.indexer.queries import MAX_CLAUSES, QUERY_MODES, prune_query
+from splade.indexer.retry import RetryPolicy
 from splade.sparse import SparseBatch
 
 __all__ = ["Layout", "OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body",
@@ -73,7 +76,7 @@ class OpenSearchSparseIndex(SparseIndex):
     def __init__(self, client: Any, name: str, id_to_token: Sequence[str], metadata: IndexMetadata,
                  query_mode: str = "auto", settings: OpenSearchSettings | None = None,
                  max_clauses: int = MAX_CLAUSES, chunk_size: int = 500, search_batch: int = 64,
-                 layout: Layout | None = None) -> None:
+                 layout: Layout | None = None, retry: RetryPolicy | None = None) -> None:
         if query_mode not in QUERY_MODES:
             raise at_option("--query-mode", f"choose one of {', '.join(QUERY_MODES)}, not {query_mode!r}")
         if len(id_to_token) != metadata.vocab_size:
@@ -94,6 +97,7 @@ class OpenSearchSparseIndex(SparseIndex):
         self.layout = layout or Layout()
         self._server: ServerInfo | None = None
         self._clipped_warned = False
+        self.retry = retry or RetryPolicy()
 
     @classmethod
     def connect(cls, settings: OpenSearchSettings, name: str, id_to_token: Sequence[str],
@@ -118,7 +122,17 @@ class OpenSearchSparseIndex(SparseIndex):
 
     # -- helpers -----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one client call; client exceptions become one-line `SpladeError`s without secrets."""
+        """Run one idempotent client call, retried on 429 / 5xx / lost connections; client exceptions
+        become one-line `SpladeError`s without secrets."""
+        from opensearchpy.exceptions import OpenSearchException
+
+        try:
+            return self.retry.call(fn, *args, **kwargs)
+        except OpenSearchException as exc:
+            raise describe_error(exc, self.settings, what) from None
+
+    def _call_once(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`_call` without retries, for calls that retry themselves or must not be repeated blindly."""
         from opensearchpy.exceptions import OpenSearchException
 
         try:
@@ -194,13 +208,12 @@ class OpenSearchSparseIndex(SparseIndex):
             yield self
             old = self._swap_alias(concrete, len(self._building))
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.client.indices.delete(index=concrete, ignore_unavailable=True)
+            self._delete_unaliased([concrete])
             raise
         finally:
             self._target, self._building = self.name, None
         if not keep_old:
-            self._delete_quietly(old)
+            self._delete_unaliased(old)
 
     def load_into(self, concrete: str) -> None:
         """Send `add`s to the concrete index `concrete`, created with this index's mapping unless another
@@ -218,7 +231,7 @@ class OpenSearchSparseIndex(SparseIndex):
         old = self._swap_alias(concrete, expected)
         self._target = self.name
         if not keep_old:
-            self._delete_quietly(old)
+            self._delete_unaliased(old)
 
     def _check_alias(self) -> None:
         if self.exists() and not self.concrete_indices():
@@ -236,14 +249,60 @@ class OpenSearchSparseIndex(SparseIndex):
         old = [o for o in self.concrete_indices() if o != concrete]
         actions = [{"remove": {"index": o, "alias": self.name}} for o in old]
         actions.append({"add": {"index": concrete, "alias": self.name}})
-        self._call(f"moving alias {self.name!r}", self.client.indices.update_aliases,
-                   body={"actions": actions})
+        self._move_alias(actions, concrete, old)
         return old
 
-    def _delete_quietly(self, indices: list[str]) -> None:
+    def _move_alias(self, actions: list[dict[str, Any]], concrete: str, old: list[str]) -> None:
+        """Send the alias actions. An answer can be lost after the cluster acted, so after a failure the
+        alias's real state decides: moved (done), unchanged (retried if the failure passes), else an error."""
+        from opensearchpy.exceptions import OpenSearchException
+
+        from splade.indexer.retry import is_retryable
+
+        for attempt in range(self.retry.max_retries + 1):
+            try:
+                self.client.indices.update_aliases(body={"actions": actions})
+                return
+            except OpenSearchException as exc:
+                exc.splade_tries = attempt + 1  # type: ignore[attr-defined]
+                failed = describe_error(exc, self.settings, f"moving alias {self.name!r}")
+                try:
+                    now = self.concrete_indices()
+                except SpladeError:
+                    raise SpladeError(f"{failed}; where the alias points now could not be read, so no index "
+                                      f"was deleted (check GET _alias/{self.name})") from None
+                if now == [concrete]:
+                    log.info("moving alias %r: the answer was lost but the alias moved", self.name)
+                    return
+                if now != sorted(old) or not is_retryable(exc) or attempt == self.retry.max_retries:
+                    raise failed from None
+                self.retry.wait(attempt, f"moving alias {self.name!r} failed", exc)
+
+    def _aliases_of(self, index: str) -> list[str] | None:
+        """The aliases naming concrete `index` ([] for none or a missing index, None when unreadable)."""
+        try:
+            found = self._call(f"reading the aliases of {index!r}", self.client.indices.get_alias,
+                               index=index, ignore_unavailable=True)
+        except SpladeError:
+            return None
+        return sorted(found.get(index, {}).get("aliases", {}))
+
+    def _delete_unaliased(self, indices: list[str]) -> list[str]:
+        """Delete those of `indices` that no alias names (asked right before); returns the deleted ones.
+        An index whose aliases cannot be read is kept."""
+        deleted = []
         for name in indices:
-            with contextlib.suppress(Exception):
-                self.client.indices.delete(index=name, ignore_unavailable=True)
+            aliases = self._aliases_of(name)
+            if aliases is None or aliases:
+                log.warning("kept OpenSearch index %r (%s)", name,
+                            f"alias {', '.join(map(repr, aliases))} names it" if aliases
+                            else "its aliases could not be read")
+                continue
+            with contextlib.suppress(SpladeError):
+                self._call(f"deleting {name!r}", self.client.indices.delete, index=name,
+                           ignore_unavailable=True)
+                deleted.append(name)
+        return deleted
 
     def remove_stale_builds(self) -> list[str]:
         """Delete this alias's build indices that no alias points to (a killed `rebuild` leaves one);
@@ -253,6 +312,11 @@ class OpenSearchSparseIndex(SparseIndex):
                            ignore_unavailable=True)
         stale = sorted(name for name, body in found.items()
                        if pattern.match(name) and not body.get("aliases") and self._built_by_splade(name))
+        if stale and not self.concrete_indices():
+            # no index serves the alias: one of these may hold the last good copy of the corpus
+            log.warning("kept build indices %s: alias %r names no index and one of them may be the last "
+                        "good copy (point the alias at it, or delete them)", ", ".join(stale), self.name)
+            return []
         for name in stale:
             ledger = [f"{name}-ledger"] if f"{name}-ledger" in found else []  # a sharded build's records
             for index in [name, *ledger]:
@@ -285,11 +349,20 @@ class OpenSearchSparseIndex(SparseIndex):
             self.server.require("two_phase", "--two-phase")
             self._call(f"creating search pipeline {TWO_PHASE_PIPELINE!r}", self.client.search_pipeline.put,
                        id=TWO_PHASE_PIPELINE, body=two_phase_pipeline())
-        try:
-            self.client.indices.create(index=concrete, body=index_body(self._metadata, self.layout))
-        except OpenSearchException as exc:
-            if not (exist_ok and getattr(exc, "error", None) == "resource_already_exists_exception"):
-                raise describe_error(exc, self.settings, f"creating index {concrete!r}") from None
+        tries = 0
+
+        def create() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                self.client.indices.create(index=concrete, body=index_body(self._metadata, self.layout))
+            except OpenSearchException as exc:
+                # a retry finds the index its lost first answer created (the build stamp is ours)
+                if not ((exist_ok or tries > 1)
+                        and getattr(exc, "error", None) == "resource_already_exists_exception"):
+                    raise
+
+        self._call(f"creating index {concrete!r}", create)
         return concrete
 
     def ensure_exists(self) -> None:
@@ -310,13 +383,18 @@ class OpenSearchSparseIndex(SparseIndex):
         for r, doc_id in enumerate(doc_ids):
             source = self._document_source(str(doc_id), vectors.row(r), None if texts is None else texts[r])
             items.append((str(doc_id), "index", source))
-        writer = BulkWriter(self.client, self._target, chunk_size=self.chunk_size)
-        result = self._call(f"bulk indexing into {self._target!r}", writer.run, items)
+        writer = self._bulk_writer()
+        result = self._call_once(f"bulk indexing into {self._target!r}", writer.run, items)
         self._needs_refresh = True
         if result.failed:
             raise SpladeError(f"OpenSearch index {self._target!r}: {result.summary()}")
         if self._building is not None:
             self._building.update(str(d) for d in doc_ids)
+
+    def _bulk_writer(self) -> BulkWriter:
+        return BulkWriter(self.client, self._target, chunk_size=self.chunk_size,
+                          max_retries=self.retry.max_retries, initial_backoff=self.retry.initial_backoff,
+                          max_backoff=self.retry.max_backoff, sleep=self.retry.sleep)
 
     def _warn_clipped(self, vectors: SparseBatch) -> None:
         """sparse_vector quantizes weights up to `quantization_ceiling_ingest`: say once if some exceed it."""
@@ -336,8 +414,8 @@ class OpenSearchSparseIndex(SparseIndex):
         return source
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        writer = BulkWriter(self.client, self._target, chunk_size=self.chunk_size)
-        result = self._call(f"deleting from {self._target!r}", writer.run,
+        writer = self._bulk_writer()
+        result = self._call_once(f"deleting from {self._target!r}", writer.run,
                             [(str(d), "delete", None) for d in doc_ids])
         self._needs_refresh = True
         if result.failed:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ from splade.indexer.sharding import Shard, resolve_shard
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_index", "index_corpus", "metadata_for", "open_index", "search_queries", "search_text"]
 
@@ -129,12 +133,13 @@ def check_connection(target: IndexTarget) -> None:
     """Reach the cluster once (a one-line `SpladeError` for an unreachable cluster or a wrong password)."""
     from splade.indexer.connection import describe_error, make_client
     from splade.indexer.opensearch import check_index_name
+    from splade.indexer.retry import RetryPolicy
 
     assert target.opensearch is not None
     check_index_name(target.index)
     client = make_client(target.opensearch)
     try:
-        client.info()
+        RetryPolicy().call(client.info)
     except Exception as exc:
         raise describe_error(exc, target.opensearch, "connecting") from None
     finally:
@@ -145,9 +150,14 @@ def _load_encoder(loader: Any, model: str | Path, device: str | None) -> Encoder
     if not Path(model).is_dir():
         raise at_option("--model", f"model folder not found: {model}")
     try:
-        return loader(model, device=device)
+        encoder = loader(model, device=device)
     except (OSError, ValueError) as exc:
         raise at_option("--model", f"cannot load a model from {model}: {first_line(exc)}") from None
+    if getattr(getattr(encoder, "model", None), "head_built", False):
+        log.warning("--model %s has no trained MLM head (a dense or base encoder?): its SPLADE head was "
+                    "built untrained here, so the vectors do not rank well; train it first with splade train",
+                    model)
+    return encoder
 
 
 def _check_local_target(path: Path, append: bool) -> None:
@@ -170,8 +180,18 @@ def _build_local(encoder: Encoder, documents: list[Document], path: Path, meta: 
         index = LocalSparseIndex.open(path, expected=meta, for_add=True, lock=lock)
     else:
         index = LocalSparseIndex.create(path, meta, overwrite=True, lock=lock)
-    index_corpus(encoder, documents, index, batch_size, show_progress)
-    index.save()
+    try:
+        index_corpus(encoder, documents, index, batch_size, show_progress)
+        index.save()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from splade.indexer.generations import published_entries, remove_unreferenced
+
+        with contextlib.suppress(OSError, SpladeError):  # give the space of the unpublished files back
+            remove_unreferenced(path, *published_entries(path))
+        raise SpladeError(f"{path}: writing the index failed ({exc.strerror}); the published index is "
+                          "unchanged: free some space and run it again") from None
     notes = []
     if index.recovered:
         shown = ", ".join(index.recovered[:3]) + (", ..." if len(index.recovered) > 3 else "")

@@ -3,16 +3,21 @@ trainer state (curriculum position, RNG states, position in the epoch) and `chec
 
 Each checkpoint is written into a temporary folder and renamed into place, so a crash while saving
 leaves the previous checkpoints valid; only complete folders (with `checkpoint_info.json`) are resumed.
+Checkpoint files are read with `torch.load(weights_only=True)`: tensors and plain values only, so a
+crafted file cannot run code; anything else is refused with one line.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import pickle
 import random
 import re
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ import torch
 
 from splade.atomic import atomic_dir, write_json
 from splade.config import TrainConfig
-from splade.errors import SpladeError
+from splade.errors import SpladeError, first_line
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -52,9 +57,12 @@ class TrainerState:
 
 
 def rng_states() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # plain values and a tensor, so that loading needs no numpy globals
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -64,7 +72,11 @@ def rng_states() -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy_state = states["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = (numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    np.random.set_state(numpy_state)
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -81,6 +93,20 @@ def save_checkpoint(
 ) -> Path:
     """Write `output_dir/checkpoint_<step>/` atomically and return its path."""
     target = output_dir / f"checkpoint_{state.global_step}"
+    try:
+        _write_checkpoint(target, model, optimizer, scheduler, scaler, state, info)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        kept = latest_checkpoint(output_dir)
+        raise SpladeError(f"saving checkpoint {target} failed: {exc.strerror or first_line(exc)}; "
+                          + (f"the last complete checkpoint is {kept}" if kept else "no checkpoint was saved")
+                          ) from None
+    return target
+
+
+def _write_checkpoint(target: Path, model, optimizer, scheduler, scaler, state: TrainerState,  # noqa: ANN001
+                      info: dict[str, Any]) -> None:
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp / "model")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -97,7 +123,6 @@ def save_checkpoint(
                 **info,
             },
         )
-    return target
 
 
 def resume_settings(config: TrainConfig) -> dict[str, Any]:
@@ -167,19 +192,57 @@ def check_checkpoint(path: Path) -> Path:
     return path
 
 
+def _numpy_rng_globals() -> list[Any]:
+    """What the numpy RNG state of checkpoints written before its plain form needs (an array of uint32)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(file: Path, **kwargs: Any) -> Any:
+    """`torch.load(weights_only=True)`: tensors and plain values only (a pickled object that would run code
+    is refused); a refused, truncated or damaged file is one line naming it."""
+    try:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            return torch.load(file, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise SpladeError(f"{file}: refused to load: it holds an object other than tensors and plain "
+                          f"values{what}, which could run code; it was not written by splade") from None
+    except FileNotFoundError:
+        raise SpladeError(f"{file}: missing (the checkpoint is incomplete)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise SpladeError(f"{file}: cannot be read, it is truncated or damaged ({first_line(exc)[:120]}); "
+                          "resume from an earlier checkpoint") from None
+
+
 def load_trainer_state(path: Path) -> TrainerState:
     """Read the trainer state and restore the RNG states saved with it."""
-    payload = torch.load(path / STATE_NAME, weights_only=False)
-    restore_rng_states(payload["rng"])
-    return TrainerState(**payload["state"])
+    payload = safe_load(path / STATE_NAME)
+    try:
+        state = TrainerState(**payload["state"])
+        rng = payload["rng"]
+    except (KeyError, TypeError) as exc:
+        raise SpladeError(f"{path / STATE_NAME}: not a splade trainer state ({first_line(exc)})") from None
+    restore_rng_states(rng)
+    return state
 
 
 def load_optim_states(path: Path, optimizer, scheduler, scaler, device: torch.device) -> None:  # noqa: ANN001
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    optimizer.load_state_dict(safe_load(path / "optimizer.pt", map_location=device))
+    scheduler.load_state_dict(safe_load(path / "scheduler.pt"))
     if scaler is not None and (path / "scaler.pt").is_file():
-        scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=False))
+        scaler.load_state_dict(safe_load(path / "scaler.pt"))
 
 
 def read_info(path: Path) -> dict[str, Any]:
-    return json.loads((path / INFO_NAME).read_text(encoding="utf-8"))
+    try:
+        info = json.loads((path / INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpladeError(f"{path / INFO_NAME}: cannot be read ({first_line(exc)})") from None
+    if not isinstance(info, dict):
+        raise SpladeError(f"{path / INFO_NAME}: not a checkpoint description")
+    return info

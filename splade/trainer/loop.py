@@ -547,10 +547,17 @@ def train(
     resume: bool = False,
     resume_from: Path | None = None,
     step_callback: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a SPLADE model as `config` says; writes checkpoints, `best_model/`, history and TensorBoard.
 
-    `step_callback(global_step)` runs after every optimizer step (and after that step's checkpoint).
+    `step_callback(global_step)` runs after every optimizer step (and after that step's checkpoint). An
+    output dir holding another run is refused unless `resume` continues it or `overwrite` replaces it.
     """
+    from splade.trainer import run_folder
+
+    run_folder.prepare_output_dir(config.output.dir, resume, resume_from, overwrite)
     checkpoint = find_checkpoint(config, resume, resume_from)
+    if checkpoint is not None:
+        run_folder.check_resume(checkpoint, config)
     return Trainer(config, checkpoint, step_callback).run()
