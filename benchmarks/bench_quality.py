@@ -97,6 +97,7 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str], step
             "training.logging_steps=10",
         ]
         settings.append(f"dev.evaluations={args.evaluations}")
+    settings += args.set  # every SPLADE training's overrides (e.g. a CPU's shorter training documents)
     command = [sys.executable, "-m", "splade", "train", "v23", "--output-dir", str(out)]
     # a killed training continues from its last checkpoint, a finished one returns at once; else start clean
     command.append("--resume" if args.reuse else "--overwrite")
@@ -295,6 +296,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="triplets a step (default 16 CPU, 64 GPU)")
     parser.add_argument("--full", action="store_true", help="the full v23 schedule instead of --steps")
     parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[;KEY=VALUE...]")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every SPLADE training")
     parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers")
     parser.add_argument("--max-queries", type=int, default=300, help="queries a set in the final evaluation")
     parser.add_argument(
