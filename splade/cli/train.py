@@ -85,12 +85,12 @@ def train_command(
     last = result.history[-1] if result.history else {}
     if last.get("train"):
         typer.echo(f"last epoch: train loss {last['train'].get('loss', float('nan')):.4f}")
-    summary = result.summary
-    if summary.get("best_metric") is not None:
-        monitored = summary["monitored"]
-        value = -summary["best_metric"] if monitored != "train/loss" else summary["best_metric"]
-        where = f"step {summary['best_step']} (epoch {summary['best_epoch']})"
-        typer.echo(f"best {monitored} {value:.4f} at {where}")
+    summary = result.summary  # best_value: the monitored metric as reported (see TrainResult)
+    where = f"step {summary.get('best_step')} (epoch {summary.get('best_epoch')})"
+    if summary.get("best_value") is not None:
+        typer.echo(f"best {summary['monitored']} {summary['best_value']:.4f} at {where}")
+    elif summary.get("monitored") == "last":
+        typer.echo(f"no evaluation selected a model: the best model is the last weights, {where}")
     typer.echo(f"best model: {result.best_model_dir}")
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 import time
 
+from splade.trainer.batches import TripletBatch
+from splade.trainer.losses import LossWeights
+from splade.trainer.step import RunningMeans, TrainStep
+
 SAFETY = 1.1  # timed steps leave out the optimizer update and the teacher's first embeddings
 
 
@@ -40,3 +44,16 @@ class Budget:
         else:
             steps = (left - evaluations * evaluation_seconds) / step
         return max(1, int(steps))
+
+
+def time_step(step: TrainStep, batch: TripletBatch, weights: LossWeights, accumulation: int) -> float:
+    """Seconds of one optimizer step of `accumulation` micro-batches, timed on `batch` (run twice; the
+    gradients and the running means are dropped after)."""
+    started = time.perf_counter()
+    for _ in range(2):
+        step.micro_batch(batch, weights, 1)
+    seconds = (time.perf_counter() - started) / 2 * accumulation
+    step.optimizer.zero_grad(set_to_none=True)
+    step.window = RunningMeans(device=step.device)
+    step.epoch = RunningMeans(device=step.device)
+    return seconds

@@ -41,8 +41,14 @@ class ProgressBar:
     phase, the learning rate, and the loss of the last log line."""
 
     def __init__(self, total: int, done: int, enabled: bool = True) -> None:
-        self.bar = tqdm(total=total, initial=min(done, total), desc="train", unit="batch", dynamic_ncols=True,
-                        disable=not enabled)
+        self.bar = tqdm(
+            total=total,
+            initial=min(done, total),
+            desc="train",
+            unit="batch",
+            dynamic_ncols=True,
+            disable=not enabled,
+        )
         self.postfix: dict[str, str] = {}
 
     def update(self, phase: int) -> None:
