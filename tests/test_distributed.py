@@ -143,23 +143,24 @@ def test_two_processes_give_the_loss_and_gradients_of_one(
 
 
 def test_torchrun_trains_on_two_processes_and_resumes(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """`torchrun -m splade train` on two processes: rank 0 alone writes; a run stopped after 2 steps and
-    resumed ends where an uninterrupted one does; the losses follow a one-process run's."""
+    """`torchrun -m splade train` on two processes: rank 0 alone writes; a run resumed from its checkpoint
+    at step 2 ends where the uninterrupted one does; the losses follow a one-process run's."""
     torch.set_num_threads(1)
     single = train(
         load_config(QUICKSTART_CONFIG, _overrides(tmp_path, tiny_model_dir, "single", "training.max_steps=3"))
     )
-    _torchrun(tmp_path, _overrides(tmp_path, tiny_model_dir, "double", "training.max_steps=3"))
+    every_step = ["training.save_steps=1", "training.save_total_limit=10"]
+    _torchrun(tmp_path, _overrides(tmp_path, tiny_model_dir, "double", "training.max_steps=3", *every_step))
     double = tmp_path / "double"
-    assert sorted(p.name for p in double.glob("checkpoint_*")) == ["checkpoint_3"]
+    assert sorted(p.name for p in double.glob("checkpoint_*")) == [f"checkpoint_{i}" for i in (1, 2, 3)]
     history = json.loads((double / "training_history.json").read_text())["epochs"][-1]
     assert history["train"]["loss"] == pytest.approx(single.history[-1]["train"]["loss"], rel=1e-3)
 
-    resumed = _overrides(tmp_path, tiny_model_dir, "resumed", "training.max_steps=2")
-    _torchrun(tmp_path, resumed)
-    shutil.rmtree(tmp_path / "resumed" / "best_model")
-    _torchrun(tmp_path, [*resumed[:-1], "training.max_steps=3"], "--resume")
-    _assert_same_weights(double / "best_model", tmp_path / "resumed" / "best_model")
+    resumed = tmp_path / "resumed"  # the same run, stopped after step 2
+    shutil.copytree(double, resumed, ignore=shutil.ignore_patterns("checkpoint_3", "best_model"))
+    _torchrun(tmp_path, _overrides(tmp_path, tiny_model_dir, "resumed", "training.max_steps=3", *every_step),
+              "--resume")
+    _assert_same_weights(double / "best_model", resumed / "best_model")
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_one_line() -> None:

@@ -5,7 +5,7 @@ Every term reads the batch's representations from one `LossInputs` and returns a
 does not apply (no teacher scores; the query side of an inference-free model, whose cost is fixed by its
 weight table). `SpladeLoss` computes each term with a weight above zero once per batch, weighs it by the
 `LossWeights` the schedule gives for the step (it holds no lambda of its own), and returns the terms
-unweighted so each can be logged on its own.
+unweighted so each can be logged on its own (the guide's terms are computed at weight 0 too).
 
 A new term is one decorated function here (or in any imported module) plus its weight in the YAML:
 
@@ -30,6 +30,8 @@ from splade.errors import SpladeError
 
 LossTerm = Callable[["LossInputs"], Tensor | None]
 TERMS: dict[str, LossTerm] = {}
+# the guide's terms are cheap: computed (and logged) every step, also at weight 0 or in a warm-up
+LOGGED = ("infonce", "self", "positive", "margin", "flops", "flops_doc", "min_act")
 
 
 def loss_term(name: str) -> Callable[[LossTerm], LossTerm]:
@@ -233,7 +235,7 @@ class SpladeLoss(nn.Module):
 
     def forward(self, x: LossInputs, weights: LossWeights) -> LossOutput:
         parts: dict[str, Tensor] = {}
-        for name in dict.fromkeys(["infonce", *weights.active()]):  # InfoNCE is always logged
+        for name in dict.fromkeys([*LOGGED, *weights.active()]):
             value = TERMS[name](x)
             if value is not None:
                 parts[name] = value.float()
