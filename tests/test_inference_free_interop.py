@@ -140,6 +140,8 @@ def test_an_onnx_export_keeps_the_query_table_and_graphs_the_documents(doc_only:
     docs = torch_encoder.encode_documents(DOCS).to_dense()
     assert np.abs(onnx.encode_documents(DOCS).to_dense() - docs).max() < 1e-3
     assert onnx.model_name == torch_encoder.model_name
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| queries | inference-free" in card and "| backbone max positions | 512 |" in card
     st_model = _st(out)  # the export loads in sentence-transformers too
     assert np.abs(_dense(st_model.encode_query(QUERIES, convert_to_tensor=True)) - queries).max() <= 1e-4
 
