@@ -282,14 +282,16 @@ def test_a_sentence_transformers_router_indexes_searches_evaluates_and_exports(s
 
 # -- the query table's fast path --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("many", [False, True])  # a few queries are weighed row by row, many at once
 @pytest.mark.parametrize(("top_k", "threshold", "cosine"), [(None, 0.0, False), (3, 0.0, False),
                                                              (None, 0.5, True), (2, 0.1, True)])
-def test_query_rows_from_token_ids_equal_dense_rows(top_k: int | None, threshold: float,
-                                                    cosine: bool) -> None:
+def test_query_rows_from_token_ids_equal_dense_rows(top_k: int | None, threshold: float, cosine: bool,
+                                                    many: bool) -> None:
     rng = np.random.default_rng(0)
     table = (rng.random(50) * 3).astype(np.float32)
     table[rng.random(50) < 0.3] = 0.0
-    encoded = [rng.integers(0, 50, size=n).astype(np.int32) for n in (0, 1, 7, 12, 30)]
+    sizes = [0, 1, 7, 12, 30] + ([5, 9, 0, 20] * 10 if many else [])
+    encoded = [rng.integers(0, 50, size=n).astype(np.int32) for n in sizes]
     encoded.append(np.array([4, 4, 4, 9], dtype=np.int32))  # repeated tokens count once
     dense = np.zeros((len(encoded), 50), dtype=np.float32)
     for row, ids in enumerate(encoded):

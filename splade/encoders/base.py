@@ -10,6 +10,7 @@ reach the backend: their vector is the weight table's entries for their own toke
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
@@ -25,6 +26,7 @@ from splade.tokens import token_names
 from splade.windows import ENCODE_WINDOW
 
 TextKind = Literal["query", "document"]
+FEW_QUERIES = 16  # up to this many queries a call, weighing them one by one in Python beats numpy's overhead
 TEXT_KINDS = ("query", "document")
 
 
@@ -146,6 +148,8 @@ def weigh_tokens(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | 
     `[texts, vocab]` rows): unit length when `cosine`, then entries above `threshold`, at most `top_k`
     a row, as `Encoder._finish` prunes a model's rows."""
     width = int(table.shape[0])
+    if len(encoded) <= FEW_QUERIES:
+        return _weigh_few(encoded, table, top_k, threshold, cosine)
     lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
     rows = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
     ids = np.concatenate(encoded).astype(np.int64) if len(encoded) else np.zeros(0, np.int64)
@@ -169,3 +173,24 @@ def weigh_tokens(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | 
     indptr = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return SparseBatch(indptr, ids.astype(np.int32), values, width)
+
+
+def _weigh_few(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | None, threshold: float,
+               cosine: bool) -> SparseBatch:
+    """`weigh_tokens` for a few queries (a served query is one a call): the same rows, a row at a time."""
+    width = int(table.shape[0])
+    indptr, ids, values = [0], [], []
+    for row in encoded:
+        distinct = sorted(set(row.tolist()))
+        pairs = [(i, w) for i, w in zip(distinct, table[distinct].tolist(), strict=True) if w > 0.0]
+        if cosine and pairs:
+            norm = max(math.sqrt(sum(w * w for _, w in pairs)), 1e-12)
+            pairs = [(i, w / norm) for i, w in pairs]
+        pairs = [(i, w) for i, w in pairs if w > threshold]
+        if top_k is not None and 0 < top_k < min(len(pairs), width):
+            pairs = sorted(sorted(pairs, key=lambda pair: -pair[1])[:top_k])
+        ids += [i for i, _ in pairs]
+        values += [w for _, w in pairs]
+        indptr.append(len(ids))
+    return SparseBatch(np.array(indptr, dtype=np.int64), np.array(ids, dtype=np.int32),
+                       np.array(values, dtype=np.float32), width)
