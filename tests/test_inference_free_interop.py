@@ -180,6 +180,21 @@ def test_sparse_tokenize_package_carries_the_trained_table(doc_only: Path, tmp_p
     assert body["function_name"] == "SPARSE_TOKENIZE" and "trained query weights" in body["description"]
 
 
+def test_query_tokens_written_for_opensearch_are_the_tables(doc_only: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps({"_id": f"q{i}", "text": t}, ensure_ascii=False)
+                                 for i, t in enumerate(QUERIES)) + "\n", encoding="utf-8")
+    out = tmp_path / "tokens.jsonl"
+    result = CliRunner().invoke(app, ["encode", "--model", str(doc_only), "--input", str(queries),
+                                      "--queries",
+                                      "--format", "opensearch", "--output", str(out), "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    encoder = load_encoder(doc_only, backend="torch", device="cpu")
+    expected = encoder.encode_queries(QUERIES).to_token_dicts(encoder.id_to_token)
+    assert [row["query_tokens"] for row in rows] == [pytest.approx(e, abs=1e-6) for e in expected]
+
+
 def test_idf_corpus_is_for_siamese_models_only(doc_only: Path, short_siamese: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
