@@ -84,7 +84,7 @@ def write_router_files(directory: Path, tokenizer: PreTrainedTokenizerBase, tabl
     write_json(directory / ROUTER_CONFIG_NAME, {
         "types": {QUERY_DIR: STATIC_TYPE, DOCUMENT_DIR: MLM_TYPE, DOCUMENT_POOLING_DIR: POOLING_TYPE},
         "structure": {"query": [QUERY_DIR], "document": [DOCUMENT_DIR, DOCUMENT_POOLING_DIR]},
-        "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
+        "parameters": {"default_route": "document", "allow_empty_key": True},  # what 5.0 takes too
     })
     write_transformer_config(directory / DOCUMENT_DIR, doc_length)
     write_pooling_config(directory / DOCUMENT_POOLING_DIR, width)
