@@ -321,3 +321,27 @@ def test_query_rows_from_token_ids_equal_dense_rows(top_k: int | None, threshold
             row[np.argsort(-row, kind="stable")[top_k:]] = 0.0
     assert np.allclose(got.to_dense(), expected, atol=1e-6)
     assert all(np.all(np.diff(ids) > 0) for ids, _ in got.rows())  # ids ascending within each row
+
+
+ROUTER_TYPES = {"q": "sentence_transformers.sparse_encoder.models.SparseStaticEmbedding",
+                "m": "sentence_transformers.sparse_encoder.models.MLMTransformer",
+                "p": "sentence_transformers.sparse_encoder.models.SpladePooling"}
+
+
+@pytest.mark.parametrize(("structure", "message"), [
+    ({"query": ["m", "p"], "document": ["m", "p"]}, r"router_config\.json: the query route must be one "
+                                                    r"SparseStaticEmbedding"),
+    ({"text": ["m", "p"]}, r"router_config\.json: splade reads a router of a query and a document route"),
+    ({"query": ["q"], "document": ["q"]}, r"router_config\.json: module .*SparseStaticEmbedding \('q'\) is "
+                                          r"not supported"),
+])
+def test_a_router_splade_cannot_serve_is_one_line(tmp_path: Path, structure: dict, message: str) -> None:
+    from splade.model.st_format import read_module_files
+
+    (tmp_path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                        "type": "sentence_transformers.models.Router"}]))
+    (tmp_path / "config_sentence_transformers.json").write_text('{"model_type": "SparseEncoder"}')
+    (tmp_path / "router_config.json").write_text(json.dumps({"types": ROUTER_TYPES, "structure": structure}))
+    with pytest.raises(SpladeError, match=message) as err:
+        read_module_files(tmp_path)
+    assert "\n" not in str(err.value)
