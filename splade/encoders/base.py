@@ -26,8 +26,8 @@ from splade.tokens import token_names
 from splade.windows import ENCODE_WINDOW
 
 TextKind = Literal["query", "document"]
-FEW_QUERIES = 16  # up to this many queries a call, weighing them one by one in Python beats numpy's overhead
 TEXT_KINDS = ("query", "document")
+FEW_QUERIES = 16  # up to this many queries a call, weighing them one by one in Python beats numpy's overhead
 
 
 class Encoder(ABC):
@@ -152,7 +152,7 @@ def weigh_tokens(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | 
         return _weigh_few(encoded, table, top_k, threshold, cosine)
     lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
     rows = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
-    ids = np.concatenate(encoded).astype(np.int64) if len(encoded) else np.zeros(0, np.int64)
+    ids = np.concatenate(encoded).astype(np.int64)
     keys = np.unique(rows * width + ids)  # distinct (row, id) pairs, by row then id
     rows, ids = keys // width, keys % width
     values = table[ids].astype(np.float32)
