@@ -27,12 +27,23 @@ class ExportConfig(OptionsModel):
     max_length: int | None = Field(default=None, gt=1)  # max tokens (default: the checkpoint's)
     opensearch_package: bool = False  # also build an ML Commons SPARSE_ENCODING zip
     sparse_tokenize: bool = False  # also build a SPARSE_TOKENIZE zip (tokenizer + idf.json)
-    idf_corpus: Path | None = None  # idf.json corpus: BEIR folder, .jsonl, or one text a line
+    idf_corpus: Path | None = None  # idf.json corpus (not for an inference-free model): BEIR, .jsonl, lines
     package_url: str | None = None  # URL the zips are served from (register_model.json)
     name: str | None = None  # model name to register (default: the output folder's name)
 
     @model_validator(mode="after")
     def _idf_corpus_for_tokenize(self) -> ExportConfig:
-        if self.sparse_tokenize and self.idf_corpus is None:
-            raise ValueError("--idf-corpus: --sparse-tokenize needs a corpus to compute idf weights from")
+        """A siamese model's SPARSE_TOKENIZE package needs a corpus for its idf weights; an inference-free
+        model's carries its own trained query weights."""
+        if not self.sparse_tokenize:
+            return self
+        from splade.model.artifact import is_inference_free
+
+        inference_free = is_inference_free(self.checkpoint)
+        if self.idf_corpus is None and not inference_free:
+            raise ValueError("--idf-corpus: --sparse-tokenize needs a corpus to compute idf weights from "
+                             "(an inference-free model brings its own)")
+        if self.idf_corpus is not None and inference_free:
+            raise ValueError(f"--idf-corpus: {self.checkpoint} is inference-free: its SPARSE_TOKENIZE "
+                             "package carries the model's own query weights (drop --idf-corpus)")
         return self

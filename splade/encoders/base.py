@@ -10,6 +10,7 @@ reach the backend: their vector is the weight table's entries for their own toke
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
@@ -26,7 +27,7 @@ from splade.windows import ENCODE_WINDOW
 
 TextKind = Literal["query", "document"]
 TEXT_KINDS = ("query", "document")
-QUERY_TABLE_BATCH = 256  # queries weighed at once by an inference-free model's table
+FEW_QUERIES = 16  # up to this many queries a call, weighing them one by one in Python beats numpy's overhead
 
 
 class Encoder(ABC):
@@ -117,13 +118,7 @@ class Encoder(ABC):
                        threshold: float) -> SparseBatch:
         """An inference-free model's queries: each own token weighs its table entry (no forward)."""
         encoded = self.text_tokenizer.encode(texts, max_length)
-        parts = []
-        for start in range(0, len(encoded), QUERY_TABLE_BATCH):
-            ids, mask = self.text_tokenizer.pad(encoded[start:start + QUERY_TABLE_BATCH])
-            bag = np.zeros((len(ids), self.vocab_size), dtype=np.float32)
-            np.put_along_axis(bag, ids.astype(np.int64), mask.astype(np.float32), axis=1)
-            parts.append(self._finish(bag * self.query_weights[None, :], top_k, threshold))
-        return SparseBatch.concat(parts)
+        return weigh_tokens(encoded, self.query_weights, top_k, threshold, self.similarity == "cosine")
 
     def _finish(self, dense: np.ndarray, top_k: int | None, threshold: float) -> SparseBatch:
         """Dense rows as served: unit length for a cosine model, pruned."""
@@ -145,3 +140,57 @@ class Encoder(ABC):
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return merged.select(inverse)
+
+
+def weigh_tokens(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | None = None,
+                 threshold: float = 0.0, cosine: bool = False) -> SparseBatch:
+    """CSR rows of `table[id]` for each text's distinct token ids, built from the ids alone (no dense
+    `[texts, vocab]` rows): unit length when `cosine`, then entries above `threshold`, at most `top_k`
+    a row, as `Encoder._finish` prunes a model's rows."""
+    width = int(table.shape[0])
+    if len(encoded) <= FEW_QUERIES:
+        return _weigh_few(encoded, table, top_k, threshold, cosine)
+    lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+    rows = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
+    ids = np.concatenate(encoded).astype(np.int64)
+    keys = np.unique(rows * width + ids)  # distinct (row, id) pairs, by row then id
+    rows, ids = keys // width, keys % width
+    values = table[ids].astype(np.float32)
+    kept = values > 0.0
+    rows, ids, values = rows[kept], ids[kept], values[kept]
+    if cosine:
+        norms = np.sqrt(np.bincount(rows, weights=values.astype(np.float64) ** 2, minlength=len(encoded)))
+        values = (values / np.maximum(norms[rows], 1e-12)).astype(np.float32)
+    kept = values > threshold
+    rows, ids, values = rows[kept], ids[kept], values[kept]
+    counts = np.bincount(rows, minlength=len(encoded))
+    if top_k is not None and 0 < top_k < width and counts.max(initial=0) > top_k:
+        order = np.lexsort((-values, rows))  # each row's entries, heaviest first
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        best = np.sort(order[np.arange(len(order)) - starts < top_k])  # back to row, then id order
+        rows, ids, values = rows[best], ids[best], values[best]
+        counts = np.bincount(rows, minlength=len(encoded))
+    indptr = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return SparseBatch(indptr, ids.astype(np.int32), values, width)
+
+
+def _weigh_few(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | None, threshold: float,
+               cosine: bool) -> SparseBatch:
+    """`weigh_tokens` for a few queries (a served query is one a call): the same rows, a row at a time."""
+    width = int(table.shape[0])
+    indptr, ids, values = [0], [], []
+    for row in encoded:
+        distinct = sorted(set(row.tolist()))
+        pairs = [(i, w) for i, w in zip(distinct, table[distinct].tolist(), strict=True) if w > 0.0]
+        if cosine and pairs:
+            norm = max(math.sqrt(sum(w * w for _, w in pairs)), 1e-12)
+            pairs = [(i, w / norm) for i, w in pairs]
+        pairs = [(i, w) for i, w in pairs if w > threshold]
+        if top_k is not None and 0 < top_k < min(len(pairs), width):
+            pairs = sorted(sorted(pairs, key=lambda pair: -pair[1])[:top_k])
+        ids += [i for i, _ in pairs]
+        values += [w for _, w in pairs]
+        indptr.append(len(ids))
+    return SparseBatch(np.array(indptr, dtype=np.int64), np.array(ids, dtype=np.int32),
+                       np.array(values, dtype=np.float32), width)

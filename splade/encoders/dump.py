@@ -77,7 +77,7 @@ def write_vectors(encoder: Encoder, items: list[tuple[str, str]], output: str | 
         for start in range(0, len(items), ENCODE_WINDOW):
             window = items[start:start + ENCODE_WINDOW]
             vectors = encoder.encode([text for _, text in window], batch_size=batch_size, top_k=top_k,
-                                     threshold=threshold)
+                                     threshold=threshold, kind="query" if queries else "document")
             for (item_id, text), (ids, weights) in zip(window, vectors.rows(), strict=True):
                 keep = np.isfinite(weights) & (weights > 0)
                 named = {token: round(weight, 6) for token, weight in

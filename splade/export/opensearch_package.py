@@ -32,6 +32,8 @@ from splade.model.artifact import backbone_dir, trained_max_length
 from splade.tokens import carrier_ids, has_duplicates, merge_by_name, token_names
 
 ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same model gives the same zip and hash
+MAX_QUERY_WEIGHT = 64.0  # OpenSearch's neural_sparse (Lucene's FeatureField) takes query weights in (0, 64]
+ZERO_QUERY_WEIGHT = 1e-6  # what a token the query table weighs 0 gets in idf.json (absent would be 1.0)
 
 
 class MlCommonsSparseModule(nn.Module):
@@ -211,10 +213,29 @@ def compute_idf(tokenizer, texts: Iterable[str], max_length: int = 512,
     return dict(sorted(idf.items()))
 
 
+def table_idf(tokenizer, table: np.ndarray) -> dict[str, float]:
+    """An inference-free model's query table as a SPARSE_TOKENIZE `idf.json`: every token string ML
+    Commons can produce, with the largest weight of the ids that decode to it.
+
+    ML Commons weighs a token missing from `idf.json` 1.0 and OpenSearch takes query weights in (0, 64],
+    so a token the table weighs 0 is listed with `ZERO_QUERY_WEIGHT` (it scores nothing measurable).
+    """
+    names = token_names(tokenizer, len(table))
+    merged: dict[str, float] = {}
+    for name, weight in zip(names, table.tolist(), strict=True):
+        if name:
+            merged[name] = max(merged.get(name, 0.0), weight)
+    heaviest = max(merged.values(), default=0.0)
+    if heaviest > MAX_QUERY_WEIGHT:
+        raise SpladeError(f"the query table weighs a token {heaviest:.3g}: OpenSearch takes query weights up "
+                          f"to {MAX_QUERY_WEIGHT:g}")
+    return {name: max(round(weight, 6), ZERO_QUERY_WEIGHT) for name, weight in sorted(merged.items())}
+
+
 def build_sparse_tokenize_package(
     checkpoint: str | Path,
     out_dir: str | Path,
-    idf_corpus: str | Path,
+    idf_corpus: str | Path | None = None,
     name: str | None = None,
     version: str = "1.0.0",
     description: str | None = None,
@@ -223,25 +244,40 @@ def build_sparse_tokenize_package(
 ) -> Path:
     """Write `out_dir/<name>-tokenizer.zip` (`tokenizer.json` + `idf.json`) and its `register_model.json`.
 
-    For a doc-only model: documents are encoded by the model at ingest time, queries are only tokenized
-    and each query token weighs its idf over `idf_corpus`.
+    The query side of a doc-only deployment: documents are encoded by the model at ingest time, queries
+    are only tokenized and each query token weighs its `idf.json` entry. An inference-free model brings
+    its own trained table (and query length); for any other model the weights are the idf over
+    `idf_corpus`, and `max_length` (default: the trained one) cuts the queries.
     """
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir(checkpoint)))
-    except (OSError, ValueError) as exc:
-        raise SpladeError(f"{checkpoint}: cannot load the tokenizer ({exc})") from exc
-    limit = max_length or trained_max_length(checkpoint) or min(tokenizer.model_max_length, 512)
-    idf = compute_idf(tokenizer, read_corpus_texts(idf_corpus), max_length=limit)
+    from splade.model.query_weights import load_query_table
+
+    own = load_query_table(checkpoint)
+    if own is not None:
+        if idf_corpus is not None:
+            raise at_option("--idf-corpus", f"{checkpoint} is inference-free: its package carries the "
+                                            "model's own query weights (drop --idf-corpus)")
+        tokenizer, table, limit = own
+        idf = table_idf(tokenizer, table)
+        what = f"query tokenizer with the trained query weights of {Path(checkpoint).name}"
+    else:
+        if idf_corpus is None:
+            raise at_option("--idf-corpus", f"{checkpoint} encodes its queries with the model: name a "
+                                            "corpus to compute the package's idf weights from")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir(checkpoint)))
+        except (OSError, ValueError) as exc:
+            raise SpladeError(f"{checkpoint}: cannot load the tokenizer ({exc})") from exc
+        limit = max_length or trained_max_length(checkpoint) or min(tokenizer.model_max_length, 512)
+        idf = compute_idf(tokenizer, read_corpus_texts(idf_corpus), max_length=limit)
+        what = f"query tokenizer with idf weights for {Path(checkpoint).name}"
     name = name or f"{Path(checkpoint).resolve().name}-tokenizer"
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         zip_path = tmp / f"{name.replace('/', '_')}.zip"
         _write_zip(zip_path, {"tokenizer.json": ml_tokenizer_json(tokenizer, limit),
                               "idf.json": json.dumps(idf, ensure_ascii=False)})
-        body = register_body(name, "SPARSE_TOKENIZE", zip_path,
-                             description or f"query tokenizer with idf weights for {Path(checkpoint).name}",
-                             version, url)
+        body = register_body(name, "SPARSE_TOKENIZE", zip_path, description or what, version, url)
         write_json(tmp / "register_model.json", body)
     return out_dir / zip_path.name

@@ -41,6 +41,7 @@ class SpladeArtifact:
     query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
     use_expansion: bool = True  # false: a text activates only its own tokens
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
+    backbone_path: str | None = None  # the subfolder holding the masked LM (None: the folder itself)
     vocab_size: int | None = None
     vocab_hash: str | None = None
     special_token_ids: list[int] = field(default_factory=list)
@@ -67,6 +68,9 @@ class SpladeArtifact:
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
         if artifact.query_encoder not in ("model", "idf"):
             raise SpladeError(f"{path}: query_encoder {artifact.query_encoder!r} is not model or idf")
+        inner = Path(artifact.backbone_path or ".")
+        if inner.is_absolute() or ".." in inner.parts:
+            raise SpladeError(f"{path}: backbone_path {artifact.backbone_path!r} is not a subfolder")
         return artifact
 
     @property
@@ -78,6 +82,11 @@ class SpladeArtifact:
     def doc_length(self) -> int:
         """The longest document the model is served (in tokens)."""
         return self.doc_max_length or self.max_length
+
+    def backbone_in(self, folder: str | Path) -> Path:
+        """The folder holding this model's masked LM (an inference-free model keeps it in the subfolder
+        its sentence-transformers router names)."""
+        return Path(folder) / self.backbone_path if self.backbone_path else Path(folder)
 
     def write(self, folder: str | Path) -> None:
         fields = {name: value for name, value in asdict(self).items() if value is not None}
@@ -102,10 +111,24 @@ def backbone_dir(folder: str | Path) -> Path:
     """The folder holding a model's weights and tokenizer: the folder itself, or the masked-LM module's
     subfolder of a sentence-transformers folder."""
     folder = Path(folder)
-    if (folder / SPLADE_CONFIG_NAME).is_file():
-        return folder
+    artifact = SpladeArtifact.read(folder)
+    if artifact is not None:
+        return artifact.backbone_in(folder)
     st_model = read_module_files(folder)
     return st_model.backbone if st_model is not None else folder
+
+
+def is_inference_free(folder: str | Path) -> bool:
+    """The folder holds an inference-free model: `splade_config.json` says `query_encoder: idf`, or a
+    sentence-transformers router weighs queries by a SparseStaticEmbedding."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    artifact = SpladeArtifact.read(folder)
+    if artifact is not None:
+        return artifact.query_encoder == "idf"
+    st_model = read_module_files(folder)
+    return st_model is not None and st_model.query_table is not None
 
 
 def trained_max_length(folder: str | Path) -> int | None:

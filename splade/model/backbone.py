@@ -106,13 +106,27 @@ def load_backbone(
                 setattr(config, key, dropout)
     # a SPLADE start rescales each vocabulary row (see `lexical_start`), so a saved splade model may carry
     # its own decoder; every other backbone's head is tied to its input embeddings
-    untied = Path(name, "splade_config.json").is_file() and config.tie_word_embeddings is False
+    untied = _saved_by_splade(Path(name)) and config.tie_word_embeddings is False
     config.tie_word_embeddings = not untied
     quiet_transformers()  # and a backbone without an MLM head is expected, not an error
     mlm, info = AutoModelForMaskedLM.from_pretrained(
         name, config=config, output_loading_info=True, **dtype_argument(dtype)
     )
     return Backbone(mlm, tokenizer, _init_missing_head(mlm, list(info.get("missing_keys", []))))
+
+
+def _saved_by_splade(folder: Path) -> bool:
+    """A folder splade saved: it holds `splade_config.json`, or it is the masked-LM subfolder that an
+    inference-free model's `splade_config.json` names."""
+    if (folder / "splade_config.json").is_file():
+        return True
+    parent = folder.parent / "splade_config.json"
+    if not parent.is_file():
+        return False
+    try:
+        return json.loads(parent.read_text(encoding="utf-8")).get("backbone_path") == folder.name
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _parent_of(root: nn.Module, target: nn.Module) -> tuple[nn.Module, str] | None:

@@ -77,7 +77,7 @@ def write_model_card(folder: str | Path, facts: dict[str, Any] | None = None,
     merged = dict(read_card_facts(source)) if source is not None else {}
     merged.update({key: value for key, value in (facts or {}).items() if value})
     config = _read_json(folder / "splade_config.json")
-    backbone = _read_json(folder / "config.json")
+    backbone = _read_json(folder / (config.get("backbone_path") or "") / "config.json")
     title = name or (Path(source).name if source is not None else folder.name)
     meta = {"language": ["ko", "en"], "library_name": "sentence-transformers",
             "pipeline_tag": "feature-extraction",
@@ -117,6 +117,9 @@ def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, 
              f"{config.get('pooling', 'max')} / {config.get('activation', 'log1p_relu')}"),
             ("expansion", "yes" if config.get("use_expansion", True) else "no (a text's own tokens only)"),
             ("similarity", config.get("similarity", "dot"))]
+    if config.get("query_encoder") == "idf":
+        rows.insert(2, ("queries", "inference-free: their own tokens weighed by `idf.json` (no forward), "
+                                   f"cut at {config.get('query_max_length')} tokens"))
     lines = ["## Model details", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {_cell(value)} |" for key, value in rows if value is not None]
     if config.get("onnx"):
@@ -183,6 +186,9 @@ def _usage(folder: Path, config: dict[str, Any]) -> list[str]:
     else:
         lines.append("`splade export MODEL_FOLDER --out OUT --opensearch-package` builds an ML Commons "
                      "`SPARSE_ENCODING` package.")
+    if config.get("query_encoder") == "idf":
+        lines.append("Queries need no model: `--sparse-tokenize` builds the `SPARSE_TOKENIZE` package of the "
+                     "query table (`opensearch-tokenizer/`), for `neural_sparse` with its model id.")
     lines += ["An index built with `splade index --backend opensearch` holds `rank_features`; queries can be "
               "encoded outside the cluster and sent as `query_tokens`:", "", "```bash",
               "splade encode --model MODEL_FOLDER --input queries.tsv --queries --format opensearch "

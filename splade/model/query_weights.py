@@ -44,3 +44,57 @@ def read_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, w
         if token_id is not None and 0 <= token_id < width:
             weights[token_id] = float(value)
     return torch.from_numpy(weights)
+
+
+def read_static_weights(folder: str | Path, width: int) -> Tensor:
+    """The `[width]` table of a sentence-transformers `SparseStaticEmbedding` folder (its `weight`)."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(folder / "model.safetensors"))
+    elif (folder / "pytorch_model.bin").is_file():
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise SpladeError(f"{folder}: no model.safetensors or pytorch_model.bin (the query weight table)")
+    weight = state.get("weight") if isinstance(state, dict) else None
+    if weight is None or weight.ndim != 1:
+        raise SpladeError(f"{folder}: expected one [vocab] tensor named 'weight' (SparseStaticEmbedding)")
+    if weight.shape[0] > width:
+        raise SpladeError(f"{folder}: the query table has {weight.shape[0]} weights, the model {width} terms")
+    table = torch.zeros(width)
+    table[: weight.shape[0]] = weight.float()
+    return table
+
+
+def query_length(tokens: int | None, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """splade's query length (special tokens included) for a table that keeps `tokens` tokens without."""
+    return None if tokens is None else tokens + tokenizer.num_special_tokens_to_add(pair=False)
+
+
+def load_query_table(folder: str | Path) -> tuple[PreTrainedTokenizerBase, np.ndarray, int] | None:
+    """An inference-free folder's tokenizer, query weight table and query length (None: a siamese model),
+    without loading the masked LM: a splade folder's `idf.json`, or a sentence-transformers router's
+    `SparseStaticEmbedding`."""
+    from transformers import AutoTokenizer
+
+    from splade.model.artifact import SpladeArtifact, backbone_dir
+    from splade.model.st_format import read_module_files
+
+    folder = Path(folder)
+    artifact = SpladeArtifact.read(folder)
+    st_model = read_module_files(folder) if artifact is None else None
+    own_table = artifact.query_encoder == "idf" if artifact else st_model is not None and st_model.query_table
+    if not own_table:
+        return None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir(folder)))
+    except (OSError, ValueError) as exc:
+        raise SpladeError(f"{folder}: cannot load the tokenizer ({exc})") from None
+    if artifact is not None:
+        width = artifact.vocab_size or len(tokenizer)
+        return tokenizer, read_query_weights(folder, tokenizer, width).numpy(), artifact.query_length
+    table = read_static_weights(st_model.query_table, len(tokenizer)).clamp_min(0.0)
+    table[[i for i in tokenizer.all_special_ids if 0 <= i < len(table)]] = 0.0
+    length = query_length(st_model.query_tokens, tokenizer) or st_model.max_length
+    return tokenizer, table.numpy(), int(length or min(tokenizer.model_max_length, 512))

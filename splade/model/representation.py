@@ -25,8 +25,14 @@ from splade.model.backbone import (
     token_limit,
 )
 from splade.model.pooling import POOL_FUNCTIONS, plain_pool
-from splade.model.query_weights import read_query_weights, write_query_weights
-from splade.model.st_format import read_module_files, remove_module_files, write_module_files
+from splade.model.query_weights import (
+    query_length,
+    read_query_weights,
+    read_static_weights,
+    write_query_weights,
+)
+from splade.model.st_format import DOCUMENT_DIR, read_module_files, remove_module_files, write_module_files
+from splade.model.st_router import weights_folder, write_router_files
 
 
 def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, width: int) -> Tensor:
@@ -149,13 +155,12 @@ class SpladeModel(nn.Module):
         """Load any masked-LM backbone by hub id or path. A splade folder's `splade_config.json` sets the
         max length, expansion and similarity it was trained with; a SPLADE folder sentence-transformers
         trained is read through its module files (masked LM at the root or in a subfolder, max length,
-        similarity)."""
+        similarity, and an inference-free router's query table)."""
         folder = Path(name_or_path)
         artifact = SpladeArtifact.read(folder) if folder.is_dir() else None
         st_model = read_module_files(folder) if folder.is_dir() and artifact is None else None
-        mlm, tokenizer, head_built = load_backbone(
-            st_model.backbone if st_model else name_or_path, dropout, dtype
-        )
+        source = artifact.backbone_in(folder) if artifact else st_model.backbone if st_model else name_or_path
+        mlm, tokenizer, head_built = load_backbone(source, dropout, dtype)
         if artifact is not None:
             model = cls(
                 mlm,
@@ -173,7 +178,10 @@ class SpladeModel(nn.Module):
                 tokenizer,
                 max_length=st_model.max_length or token_limit(tokenizer, mlm),
                 similarity=st_model.similarity,
+                query_max_length=query_length(st_model.query_tokens, tokenizer),
             )  # type: ignore[arg-type]
+            if st_model.query_table is not None:
+                model.set_query_weights(read_static_weights(st_model.query_table, model.vocab_size))
         else:
             model = cls(mlm, tokenizer, max_length=max_length)
         model.head_built = head_built
@@ -187,6 +195,7 @@ class SpladeModel(nn.Module):
             query_max_length=self.query_max_length,
             doc_max_length=self.max_length,
             query_encoder="idf" if self.inference_free else "model",
+            backbone_path=DOCUMENT_DIR if self.inference_free else None,
             use_expansion=self.use_expansion,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
@@ -202,23 +211,31 @@ class SpladeModel(nn.Module):
         Ids the model never activates (special tokens, a padded vocabulary) are saved with a decoder bias
         that keeps them at zero, so sentence-transformers, which applies no vocabulary mask, gives the
         same vectors. A model it cannot reproduce (no expansion, or no decoder bias) gets no module files.
+        An inference-free model keeps its masked LM in the subfolder its sentence-transformers router
+        names (`st_router`), once.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         quiet_transformers()
         silent = (self.vocab_keep == 0).nonzero().squeeze(1).to(self.vocab_keep.device)
         self.mlm.config.tie_word_embeddings = not self.decoder_untied
+        weights = weights_folder(directory, self.inference_free)
         with attached_decoder(self.mlm, self.decoder) as mlm, silenced_ids(self.decoder, silent) as silenced:
-            mlm.save_pretrained(directory)
-        ordinary_modes([*directory.glob("*.safetensors"), *directory.glob("*.bin")])  # written privately
+            mlm.save_pretrained(weights)
+        ordinary_modes([*weights.glob("*.safetensors"), *weights.glob("*.bin")])  # written privately
         save_tokenizer(self.tokenizer, directory)
+        if weights != directory:
+            save_tokenizer(self.tokenizer, weights)
         if self.query_weights is not None:
             write_query_weights(directory, self.tokenizer, self.query_weights.detach())
-        self.artifact(model_id or f"splade-{weights_fingerprint(directory)}").write(directory)
-        if silenced and self.use_expansion:
-            write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
-        else:
+        self.artifact(model_id or f"splade-{weights_fingerprint(weights)}").write(directory)
+        if not (silenced and self.use_expansion):
             remove_module_files(directory)
+        elif self.query_weights is not None:
+            write_router_files(directory, self.tokenizer, self.query_weights.detach(), self.max_length,
+                               self.query_max_length, self.similarity, not self.query_weights.requires_grad)
+        else:
+            write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
 
 
 class ExportGraph(nn.Module):
