@@ -80,11 +80,11 @@ class SpladeRetriever:
         self.encoder = load_encoder(model, backend=backend)
         self.batch_size = batch_size
         self._show_progress, self._label = show_progress, label
-        self.docs = self._encode(pool, f"{label}pool")
+        self.docs = self._encode(pool, f"{label}pool", "document")
 
-    def _encode(self, texts: Sequence[str], desc: str) -> sparse.csr_matrix:
+    def _encode(self, texts: Sequence[str], desc: str, kind: str) -> sparse.csr_matrix:
         batch = self.encoder.encode(list(texts), batch_size=self.batch_size,
-                                    show_progress=self._show_progress, desc=desc)
+                                    show_progress=self._show_progress, desc=desc, kind=kind)
         shape = (len(batch), batch.vocab_size)
         return sparse.csr_matrix((batch.values, batch.indices, batch.indptr), shape=shape)
 
@@ -92,7 +92,7 @@ class SpladeRetriever:
                    top_k: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
         from splade.data.bm25 import top_k_of
 
-        queries = self._encode(anchors, f"{self._label}negatives")
+        queries = self._encode(anchors, f"{self._label}negatives", "query")  # anchors are the queries
         doc_t = self.docs.T.tocsr()
         hits = []
         for start in range(0, queries.shape[0], 256):

@@ -76,7 +76,7 @@ def search_run(encoder: Encoder, index: SparseIndex, queries: dict[str, str], ha
     with tqdm(total=len(qids), desc="searching", unit="query", disable=not show_progress) as bar:
         for start in range(0, len(qids), ENCODE_WINDOW):
             window = qids[start:start + ENCODE_WINDOW]
-            vectors = encoder.encode([queries[q] for q in window], batch_size=batch_size)
+            vectors = encoder.encode_queries([queries[q] for q in window], batch_size=batch_size)
             for qid, hits in zip(window, index.search(vectors, top_k=top_k), strict=True):
                 for line in trec_lines(qid, hits, run_name):
                     handle.write(line)
