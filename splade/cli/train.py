@@ -37,7 +37,12 @@ def train_command(
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Skip malformed triplet lines and count them."
     ),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="A budget of optimizer steps: the schedule shrinks to fit (0: the start)."
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", help="A wall-clock budget: the steps that fit are planned after one is timed."
+    ),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Train a SPLADE model (six-part loss, 3-phase curriculum, checkpoints, TensorBoard)."""
@@ -54,6 +59,8 @@ def train_command(
         sets.append("data.skip_invalid=true")
     if max_steps is not None:
         sets.append(f"training.max_steps={max_steps}")
+    if max_minutes is not None:
+        sets.append(f"training.max_minutes={max_minutes}")
     if device is not None:
         sets.append(f"training.device={device}")
     quickstart = version == "quickstart" and config is None  # runs from any folder (packaged sample)

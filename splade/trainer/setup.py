@@ -248,6 +248,12 @@ def fit_budget(parts: RunParts, config: TrainConfig, max_steps: int) -> None:
     estimate, known once steps were timed)."""
     parts.micro_batches = budget_micro_batches(config, parts.full_micro_batches, max_steps)
     parts.schedule.resize(*epoch_steps(config, parts.micro_batches, parts.full_micro_batches))
+    # the scheduler set the next step's learning rate from the schedule before it shrank: set it again
+    scheduler = parts.scheduler
+    factor = parts.schedule.lr_factor(scheduler.last_epoch)
+    for group, base in zip(parts.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * factor
+    scheduler._last_lr = [group["lr"] for group in parts.optimizer.param_groups]  # noqa: SLF001
 
 
 def build_run(
