@@ -41,6 +41,9 @@ WRITTEN = (MODULES_NAME, ST_CONFIG_NAME, TRANSFORMER_CONFIG_NAME, POOLING_DIR, N
            ROUTER_CONFIG_NAME, QUERY_DIR, DOCUMENT_POOLING_DIR, ROUTER_NORMALIZE_DIR)
 
 
+UNLIMITED = 1_000_000  # a tokenizer `model_max_length` at or past this sets no limit (transformers' 1e30)
+
+
 @dataclass
 class SentenceTransformersSplade:
     """What splade needs from a sentence-transformers SPLADE folder."""
@@ -133,8 +136,6 @@ def read_module_files(folder: str | Path) -> SentenceTransformersSplade | None:
             t.endswith("SpladePooling") for t in types):
         return None  # a dense sentence-transformers model (a backbone SPLADE training may start from)
     if types and types[0].rsplit(".", 1)[-1] in ROUTER_NAMES:
-        from splade.model.st_router import read_router
-
         st_model = read_router(folder, modules[0], modules[1:], modules_path)
     else:
         chain = [(t, folder / str(m.get("path", "")), str(m.get("path", ""))) for t, m in zip(types, modules,
@@ -180,3 +181,40 @@ def _check_pooling(path: Path, config: dict[str, Any]) -> None:
     if activation != "relu":
         raise SpladeError(f"{path}: activation_function {activation!r} is not supported (splade computes "
                           "log(1 + ReLU), sentence-transformers' 'relu')")
+
+
+def read_router(folder: Path, router: dict[str, Any], rest: list[dict[str, Any]],
+                modules_path: Path) -> SentenceTransformersSplade:
+    """An inference-free folder: the router's document route is the SPLADE chain, its query route one
+    SparseStaticEmbedding; after the router only Normalize may follow."""
+    label = str(router.get("path", ""))
+    base = folder / label
+    config_path = base / ROUTER_CONFIG_NAME
+    config = read_json(config_path) or read_json(base / "config.json")  # the older Asym's file name
+    types, structure = config.get("types"), config.get("structure")
+    if not isinstance(types, dict) or not isinstance(structure, dict):
+        raise unsupported(modules_path, str(router.get("type", "")), label,
+                          f"{config_path} names no routes")
+    query, document = structure.get("query"), structure.get("document")
+    if not query or not document or set(structure) != {"query", "document"}:
+        raise SpladeError(f"{config_path}: splade reads a router of a query and a document route, "
+                          f"not {sorted(structure)}")
+    chain = [(str(types.get(name, "")), base / name, name) for name in document]
+    backbone, max_length, similarity = read_chain(chain, config_path)
+    if similarity == "cosine":
+        raise SpladeError(f"{config_path}: a Normalize module in the document route only is not supported "
+                          "(splade normalises queries and documents alike)")
+    query_types = [str(types.get(name, "")) for name in query]
+    if len(query) != 1 or not query_types[0].endswith(".SparseStaticEmbedding"):
+        raise SpladeError(f"{config_path}: the query route must be one SparseStaticEmbedding "
+                          f"(an inference-free model), not {query_types}")
+    for module in rest:
+        module_type = str(module.get("type", ""))
+        if module_type.rsplit(".", 1)[-1] != "Normalize":
+            raise unsupported(modules_path, module_type, str(module.get("path", "")),
+                              "after a Router splade reads only Normalize")
+        similarity = "cosine"
+    query_dir = base / query[0]
+    limit = read_json(query_dir / "tokenizer_config.json").get("model_max_length")
+    query_tokens = int(limit) if isinstance(limit, int | float) and 0 < limit < UNLIMITED else None
+    return SentenceTransformersSplade(backbone, max_length, similarity, query_dir, query_tokens)

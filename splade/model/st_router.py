@@ -24,7 +24,6 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from splade.atomic import write_json
-from splade.errors import SpladeError
 from splade.model.backbone import save_tokenizer
 from splade.model.st_format import (
     DOCUMENT_DIR,
@@ -38,11 +37,8 @@ from splade.model.st_format import (
     ROUTER_NORMALIZE_DIR,
     ROUTER_TYPE,
     STATIC_TYPE,
-    SentenceTransformersSplade,
-    read_chain,
     read_json,
     remove_module_files,
-    unsupported,
     write_pooling_config,
     write_st_config,
     write_transformer_config,
@@ -50,7 +46,6 @@ from splade.model.st_format import (
 
 ROOT_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "pytorch_model.bin",
                     "model.safetensors.index.json", "pytorch_model.bin.index.json")
-UNLIMITED = 1_000_000  # a tokenizer `model_max_length` at or past this sets no limit (transformers' 1e30)
 
 
 def weights_folder(directory: Path, inference_free: bool) -> Path:
@@ -106,40 +101,3 @@ def _write_query_module(folder: Path, tokenizer: PreTrainedTokenizerBase, table:
     config_path = folder / "tokenizer_config.json"
     keep = max(1, query_length - tokenizer.num_special_tokens_to_add(pair=False))
     write_json(config_path, {**read_json(config_path), "model_max_length": keep})
-
-
-def read_router(folder: Path, router: dict[str, Any], rest: list[dict[str, Any]],
-                modules_path: Path) -> SentenceTransformersSplade:
-    """An inference-free folder: the router's document route is the SPLADE chain, its query route one
-    SparseStaticEmbedding; after the router only Normalize may follow."""
-    label = str(router.get("path", ""))
-    base = folder / label
-    config_path = base / ROUTER_CONFIG_NAME
-    config = read_json(config_path) or read_json(base / "config.json")  # the older Asym's file name
-    types, structure = config.get("types"), config.get("structure")
-    if not isinstance(types, dict) or not isinstance(structure, dict):
-        raise unsupported(modules_path, str(router.get("type", "")), label,
-                          f"{config_path} names no routes")
-    query, document = structure.get("query"), structure.get("document")
-    if not query or not document or set(structure) != {"query", "document"}:
-        raise SpladeError(f"{config_path}: splade reads a router of a query and a document route, "
-                          f"not {sorted(structure)}")
-    chain = [(str(types.get(name, "")), base / name, name) for name in document]
-    backbone, max_length, similarity = read_chain(chain, config_path)
-    if similarity == "cosine":
-        raise SpladeError(f"{config_path}: a Normalize module in the document route only is not supported "
-                          "(splade normalises queries and documents alike)")
-    query_types = [str(types.get(name, "")) for name in query]
-    if len(query) != 1 or not query_types[0].endswith(".SparseStaticEmbedding"):
-        raise SpladeError(f"{config_path}: the query route must be one SparseStaticEmbedding "
-                          f"(an inference-free model), not {query_types}")
-    for module in rest:
-        module_type = str(module.get("type", ""))
-        if module_type.rsplit(".", 1)[-1] != "Normalize":
-            raise unsupported(modules_path, module_type, str(module.get("path", "")),
-                              "after a Router splade reads only Normalize")
-        similarity = "cosine"
-    query_dir = base / query[0]
-    limit = read_json(query_dir / "tokenizer_config.json").get("model_max_length")
-    query_tokens = int(limit) if isinstance(limit, int | float) and 0 < limit < UNLIMITED else None
-    return SentenceTransformersSplade(backbone, max_length, similarity, query_dir, query_tokens)
