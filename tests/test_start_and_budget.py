@@ -179,3 +179,27 @@ def test_the_ensemble_teacher_mixes_bm25_only_between_korean_texts(me5_dir: Path
     b = (bm25 - bm25.min()) / (bm25.max() - bm25.min())
     expected = torch.stack([0.5 * b[0] + 0.5 * d[0], 0.5 * b[1] + 0.5 * d[1], d[2]])  # English: dense only
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_bm25_teachers_kiwi_tokens_are_kept_and_read_back(tmp_path: Path, monkeypatch) -> None:
+    from splade.trainer.bm25_teacher import BM25Teacher
+    from splade.trainer.cache import ArrayCache
+    from splade.trainer.distill import text_keys
+
+    texts = [
+        "당뇨병 치료 방법",
+        "당뇨병의 치료 방법에는 식이요법이 있다",
+        "고혈압은 혈관의 압력이 높은 상태이다",
+    ]
+    cache = ArrayCache(tmp_path / "cache")
+    first = BM25Teacher(texts, np.arange(1, 3), text_keys("", texts), cache)
+    scores = first.scores(np.array([0]), np.array([1, 2]))
+    assert scores[0, 0] > scores[0, 1] == 0.0  # the document sharing the query's words, and BM25 only there
+    first.flush()
+    again = BM25Teacher(texts, np.arange(1, 3), text_keys("", texts), cache)
+
+    def no_tokenizing(texts, **options):  # noqa: ANN001, ANN003
+        raise AssertionError(f"tokenized again: {texts}")
+
+    monkeypatch.setattr(again.tokenizer, "tokenize_many", no_tokenizing)
+    np.testing.assert_allclose(again.scores(np.array([0]), np.array([1, 2])), scores)

@@ -98,9 +98,8 @@ class TeacherScores:
         self._load_store()
         self.bm25: BM25Teacher | None = None
         if config.bm25_weight > 0 or config.cross_lingual_bm25_weight > 0:
-            self.bm25 = BM25Teacher(
-                texts, document_rows if document_rows is not None else np.arange(len(texts))
-            )
+            documents = document_rows if document_rows is not None else np.arange(len(texts))
+            self.bm25 = BM25Teacher(texts, documents, text_keys("", texts), cache)
         self.korean = is_korean(texts)
 
     def prefix(self, kind: str) -> str:
@@ -211,7 +210,9 @@ class TeacherScores:
         return fuse(lexical, dense, torch.from_numpy(weights).to(self.device))
 
     def flush(self) -> None:
-        """Write the embeddings computed since the last flush to the store."""
+        """Write the embeddings (and Kiwi tokens) computed since the last flush to the store."""
+        if self.bm25 is not None:
+            self.bm25.flush()
         if self._pending:
             keys = np.concatenate([k for k, _ in self._pending])
             vectors = np.concatenate([v for _, v in self._pending])
