@@ -32,6 +32,9 @@ class ModelConfig(StrictModel):
     # (sqrt of BM25's IDF for a siamese model, 1 for an inference-free one's documents): BM25-grade at step 0
     calibrate_start: bool = True
     calibration_texts: int = Field(default=600, gt=0)
+    # a query x document score at step 0 is about this times the sum of the shared tokens' IDF: small
+    # enough that InfoNCE and distillation at temperature 1 are not saturated (scores in the tens)
+    start_score_scale: float = Field(default=1.0, gt=0.0)
     # model: queries pass through the encoder like documents; idf: inference-free ("doc-only"), a query is
     # its own tokens weighted by a table that starts as the training documents' IDF
     query_encoder: Literal["model", "idf"] = "model"

@@ -118,12 +118,13 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
 
 
 def start_targets(config: TrainConfig, model: SpladeModel, idf: np.ndarray) -> torch.Tensor:
-    """What a text's own token weighs at step 0: `sqrt(idf)` on both sides of a siamese model (a query x
-    document product then sums each shared token's IDF, as BM25 does), 1 for an inference-free model's
-    documents (its query table carries the IDF)."""
+    """What a text's own token weighs at step 0, for a product of `s · Σ idf` over the shared tokens (as
+    BM25 sums them; `s` = `model.start_score_scale`): `sqrt(s · idf)` on both sides of a siamese model,
+    `s` for an inference-free model's documents (its query table carries the IDF)."""
+    scale = config.model.start_score_scale
     if config.model.query_encoder == "idf":
-        return torch.ones(model.vocab_size)
-    return torch.from_numpy(np.sqrt(idf)).float()
+        return torch.full((model.vocab_size,), scale)
+    return torch.from_numpy(np.sqrt(scale * idf)).float()
 
 
 def apply_lexical_start(
@@ -162,7 +163,9 @@ def apply_lexical_start(
         data.cache.save(f"lexical-{key}", **head_arrays(model, fitted))
     if not cfg.calibrate_start:
         return fitted
-    calibration = f"calibration-{key_of(key, cfg.query_encoder, cfg.calibration_texts)}"
+    calibration = (
+        f"calibration-{key_of(key, cfg.query_encoder, cfg.calibration_texts, cfg.start_score_scale)}"
+    )
     cached = data.cache.load(calibration)
     if cached is not None:
         restore_calibration(model, cached)
