@@ -167,7 +167,8 @@ def _kd(x: LossInputs) -> Tensor | None:
     if x.teacher_scores is None:
         return None
     temperature = x.config.teacher.temperature if x.config.teacher else 1.0
-    return distillation_loss(x.scores(), x.teacher_scores.to(x.q.device), temperature)
+    # the student's scores at the InfoNCE temperature of the step, as InfoNCE sees them
+    return distillation_loss(x.scores() / x.temperature, x.teacher_scores.to(x.q.device), temperature)
 
 
 @dataclass(frozen=True)
