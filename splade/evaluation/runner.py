@@ -21,7 +21,7 @@ from splade.errors import SpladeError
 from splade.evaluation.base import RetrievalSystem
 from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
 from splade.evaluation.significance import Comparison, apply_holm, compare
-from splade.indexer.sharding import resolve_shard
+from splade.ledger import resolve_shard
 
 logger = logging.getLogger(__name__)
 

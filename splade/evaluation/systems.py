@@ -18,6 +18,7 @@ from splade.data.beir import Document
 from splade.errors import SpladeError, at_option
 from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
+from splade.fingerprint import corpus_fingerprint
 from splade.indexer.layouts import Layout
 from splade.sparse import SparseBatch
 
@@ -214,9 +215,7 @@ def _check_length(option: str, length: int | None, tokenizer: Any, model_path: P
 
 def corpus_key(documents: Sequence[Document]) -> str:
     """Names a corpus by its document ids and texts (which vectors belong to which corpus)."""
-    from splade.indexer.sharding import fingerprint
-
-    return fingerprint(f"{d.doc_id}\t{d.full_text}" for d in documents)
+    return corpus_fingerprint(documents)
 
 
 def _slug(text: str) -> str:

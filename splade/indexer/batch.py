@@ -3,7 +3,7 @@
 Queries come from a BEIR `queries.jsonl` (`_id`, `text`) or a TSV file (`id<TAB>text` a line). Sharded
 (`--shard i/n`, or torchrun's RANK/WORLD_SIZE), shard `i` searches a contiguous run of whole encoder
 windows of the queries and writes its part into `RUN.parts/`; the last shard to finish joins the parts,
-in query order, into the run file (`splade.indexer.sharding.FolderLedger`), as `splade index` does.
+in query order, into the run file (`splade.ledger.FolderLedger`), as `splade index` does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from splade.atomic import atomic_file
 from splade.errors import SpladeError, at_line, at_option
-from splade.indexer.sharding import FINISH, WAIT, FolderLedger, Shard, fingerprint, resolve_shard
+from splade.fingerprint import fingerprint
+from splade.ledger import FINISH, WAIT, FolderLedger, Shard, resolve_shard
 from splade.windows import ENCODE_WINDOW
 
 if TYPE_CHECKING:

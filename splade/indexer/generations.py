@@ -1,7 +1,7 @@
 """The embedded index folder as a series of generations: immutable files, and one pointer to the live one.
 
     CURRENT                 "manifest-000007.json": the published generation (replaced by one rename)
-    LOCK                    the writer lock (`splade.indexer.lock`)
+    LOCK                    the writer lock (`splade.lock`)
     manifest-000007.json    generation 7: format, version, metadata and its segments
     seg-000003/ seg-000007/ segments (`splade.indexer.segment`), named after the generation that wrote them
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from splade.atomic import atomic_file, write_json
 from splade.errors import SpladeError
 from splade.indexer.base import IndexMetadata
-from splade.indexer.lock import LOCK_FILE
 from splade.indexer.segment import Segment, check_entry
+from splade.lock import LOCK_FILE
 
 FORMAT = "splade-sparse-index"
 VERSION = 2  # 1: one `manifest.json` rewritten in place, no pointer (still read, and upgraded on write)

@@ -5,7 +5,7 @@ An index folder is a series of immutable generations and a `CURRENT` pointer to 
 posting arrays are opened with `np.load(mmap_mode="r")`, so only the posting lists queries touch are
 paged in. A reader serves the generation it opened until `reload()`.
 
-Writing takes the folder's writer lock (`splade.indexer.lock`) at the first change, and recovers what a
+Writing takes the folder's writer lock (`splade.lock`) at the first change, and recovers what a
 killed writer left. `add` buffers documents in memory (searchable at once); `save` writes them as a new
 segment and publishes a new generation; `delete` tombstones; `compact` rewrites everything live into
 one segment; `create(..., overwrite=True)` starts an empty generation that replaces the published one
@@ -43,8 +43,8 @@ from splade.indexer.generations import (
     read_pointer,
     remove_unreferenced,
 )
-from splade.indexer.lock import WriterLock
 from splade.indexer.segment import Segment, top_k_rows
+from splade.lock import WriterLock
 from splade.sparse import SparseBatch
 
 

@@ -13,7 +13,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from splade.indexer.connection import describe_error
-from splade.indexer.sharding import FINISH, FINISHED, WAIT, Shard
+from splade.ledger import FINISH, FINISHED, WAIT, Shard
 
 if TYPE_CHECKING:
     from splade.indexer.opensearch import OpenSearchSparseIndex

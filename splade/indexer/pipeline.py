@@ -15,8 +15,8 @@ from splade.indexer.base import IndexMetadata, SparseIndex
 from splade.indexer.corpus import index_corpus, metadata_for, search_queries
 from splade.indexer.layouts import Layout
 from splade.indexer.local import build_lock
-from splade.indexer.lock import WriterLock
-from splade.indexer.sharding import Shard, resolve_shard
+from splade.ledger import Shard, resolve_shard
+from splade.lock import WriterLock
 
 if TYPE_CHECKING:
     from splade.encoders import Encoder

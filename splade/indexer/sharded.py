@@ -1,7 +1,7 @@
 """Sharded builds: every shard encodes its share of the corpus; the last shard to finish publishes the index.
 
 Embedded index `PATH`: shard `i` writes an embedded index of its documents into `PATH.parts/part-i-of-n/`,
-then its marker (`splade.indexer.sharding.FolderLedger`). The shard that completes the set takes PATH's
+then its marker (`splade.ledger.FolderLedger`). The shard that completes the set takes PATH's
 writer lock and publishes one generation holding every part's segments, in shard order (hard links: no
 re-encoding), then removes `PATH.parts`. Readers keep the previous generation until then.
 
@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from splade.data.beir import Document
+from splade.fingerprint import corpus_fingerprint
 from splade.indexer.base import IndexMetadata
 from splade.indexer.corpus import index_corpus
 from splade.indexer.local import LocalSparseIndex, build_lock
-from splade.indexer.sharding import FINISH, FINISHED, WAIT, FolderLedger, Shard, fingerprint
+from splade.ledger import FINISH, FINISHED, WAIT, FolderLedger, Shard
 from splade.windows import ENCODE_WINDOW
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ class ShardOutcome:
 
 def job_key(documents: Sequence[Document], meta: IndexMetadata, shard: Shard, *settings: str) -> str:
     """The fingerprint of one sharded build: corpus (ids and texts), model, pruning, shard count, settings."""
-    lines = (f"{d.doc_id}\t{d.full_text}" for d in documents)
-    return fingerprint([json.dumps(meta.to_dict(), sort_keys=True), str(shard.count), *settings, *lines])
+    head = json.dumps(meta.to_dict(), sort_keys=True)
+    return corpus_fingerprint(documents, head, str(shard.count), *settings)
 
 
 def my_documents(documents: Sequence[Document], shard: Shard) -> Sequence[Document]:
