@@ -88,23 +88,17 @@ def search_run(encoder: Encoder, index: SparseIndex, queries: dict[str, str], ha
 
 def search_to_run(config: SearchConfig, show_progress: bool = True) -> dict[str, Any]:
     """`splade search --queries FILE --output RUN`: every query's `top_k` hits as a TREC run file."""
-    from splade.encoders import load_encoder
-    from splade.indexer.pipeline import _load_encoder, check_connection, metadata_for, open_index
+    from splade.indexer.pipeline import _load_encoder, backend_of, metadata_for, open_index
 
     assert config.queries is not None and config.output is not None
     queries = load_query_file(config.queries)
     output = Path(config.output)
     if output.is_dir():
         raise at_option("--output", f"{output} is a folder; name the run file")
-    if config.backend == "local":  # fail fast, before loading the model
-        from splade.indexer.local import LocalSparseIndex
-
-        LocalSparseIndex.open(config.index).close()
-    else:
-        check_connection(config)
+    backend_of(config).check_target(config)  # fail fast, before loading the model
     shard = resolve_shard(config.shard)
     device = shard.device(config.device) if shard else config.device
-    encoder = _load_encoder(load_encoder, config.model, device)
+    encoder = _load_encoder(config.model, device)
     run_name = run_name_of(config.model)
     index = open_index(config, encoder, check_model=not config.allow_other_model)
     with contextlib.closing(index):

@@ -73,6 +73,9 @@ def check_index_name(name: str) -> str:
 class OpenSearchSparseIndex(SparseIndex):
     """A sparse index behind the OpenSearch alias `name`."""
 
+    where = "OpenSearch alias"
+    takes_layout = True
+
     def __init__(self, client: Any, name: str, id_to_token: Sequence[str], metadata: IndexMetadata,
                  query_mode: str = "auto", settings: OpenSearchSettings | None = None,
                  max_clauses: int = MAX_CLAUSES, chunk_size: int = 500, search_batch: int = 64,
@@ -119,6 +122,86 @@ class OpenSearchSparseIndex(SparseIndex):
     @property
     def metadata(self) -> IndexMetadata:
         return self._metadata
+
+    # -- the backend's lifecycle -------------------------------------------------------------------
+    @classmethod
+    def _connect_to(cls, target: Any, meta: IndexMetadata, id_to_token: Sequence[str], **kwargs: Any
+                    ) -> OpenSearchSparseIndex:
+        """Connect to the alias `target.index` (an `IndexTarget`: settings, name, query mode)."""
+        check_index_name(target.index)
+        settings = target.opensearch or OpenSearchSettings.from_env()
+        return cls.connect(settings, target.index, id_to_token, meta, getattr(target, "query_mode", "auto"),
+                           **kwargs)
+
+    @classmethod
+    @contextlib.contextmanager
+    def writer(cls, target: Any, meta: IndexMetadata, append: bool = False, *, keep_open: bool = False,
+               id_to_token: Sequence[str] = (), layout: Layout | None = None,
+               **_: Any) -> Iterator[OpenSearchSparseIndex]:
+        """Fill the alias `target.index` (an `IndexTarget`) and publish on a clean exit: a new concrete
+        index loaded in the block, count-checked, and the alias moved to it in one call (`rebuild`); with
+        `append`, documents go through the alias into the index it serves (same model, pruning and
+        layout). On an exception the alias keeps serving the old index. Stale build indices an
+        interrupted rebuild left are removed first (`write_notes`)."""
+        index = cls._connect_to(target, meta, id_to_token, must_exist=append, check_existing=append,
+                                layout=layout)
+        try:
+            index._stale_removed = index.remove_stale_builds()
+            if append:
+                index.prepare_append(layout)
+                yield index
+            else:
+                with index.rebuild():
+                    yield index
+        except BaseException:
+            index.close()
+            raise
+        if not keep_open:
+            index.close()
+
+    def write_notes(self) -> list[str]:
+        return [f"removed stale build index {name!r} (left by an interrupted rebuild)"
+                for name in getattr(self, "_stale_removed", [])]
+
+    def prepare_append(self, layout: Layout | None = None) -> None:
+        """Appending: the model and pruning of the index, and its own layout (another one is an error)."""
+        self.stored_metadata().check_compatible(self._metadata, f"OpenSearch index {self.name!r}",
+                                                check_pruning=True)
+        stored = self.stored_layout()
+        if layout is not None and layout != stored:
+            raise at_option("--mapping", f"OpenSearch index {self.name!r} is laid out as {stored.name}, not "
+                                         f"{layout.name}; rebuild it (without --append) to change that")
+        self.layout = stored
+
+    @classmethod
+    def open_for_search(cls, target: Any, meta: IndexMetadata, check_model: bool = True,
+                        id_to_token: Sequence[str] = ()) -> OpenSearchSparseIndex:
+        """Connect to the existing alias to search it, with the metadata and layout it was built with."""
+        index = cls._connect_to(target, meta, id_to_token, must_exist=True, check_model=check_model)
+        index.use_stored_metadata()  # searching: the stored pruning is the index's own
+        return index
+
+    @classmethod
+    def check_target(cls, target: Any, append: bool | None = None) -> None:
+        """Reach the cluster once (a one-line `SpladeError`: unreachable cluster, wrong password)."""
+        check_index_name(target.index)
+        settings = target.opensearch or OpenSearchSettings.from_env()
+        client = make_client(settings)
+        try:
+            RetryPolicy().call(client.info)
+        except Exception as exc:
+            raise describe_error(exc, settings, "connecting") from None
+        finally:
+            client.close()
+
+    @classmethod
+    def build_lock(cls, target: Any) -> contextlib.AbstractContextManager[None]:
+        """No folder lock: the alias move is the one atomic step."""
+        return contextlib.nullcontext()
+
+    @classmethod
+    def describe(cls, layout: Layout | None = None) -> str:
+        return (layout or Layout()).description
 
     # -- helpers -----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
