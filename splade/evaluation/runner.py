@@ -134,7 +134,7 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
 
 def opensearch_layouts(config: EvalConfig) -> list[Any]:
     """The OpenSearch layouts each SPLADE model is evaluated in (one column each); [None] for local."""
-    from splade.indexer.layouts import Layout
+    from splade.indexer.opensearch.layouts import Layout
 
     if config.backend != "opensearch":
         if config.mappings != ["rank_features"] or config.two_phase or config.seismic:

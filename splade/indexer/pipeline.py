@@ -17,9 +17,9 @@ from splade.errors import SpladeError, at_option, first_line
 from splade.indexer import sharded
 from splade.indexer.base import IndexMetadata, SparseIndex
 from splade.indexer.corpus import index_corpus, metadata_for, search_queries
-from splade.indexer.layouts import Layout
 from splade.indexer.local import LocalSparseIndex
 from splade.indexer.opensearch import OpenSearchSparseIndex
+from splade.indexer.opensearch.layouts import Layout
 from splade.ledger import Shard, resolve_shard
 
 if TYPE_CHECKING:

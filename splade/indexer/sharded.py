@@ -7,7 +7,7 @@ re-encoding), then removes `PATH.parts`. Readers keep the previous generation un
 
 OpenSearch alias `NAME`: every shard bulk-loads into one build index, `NAME-shards-<job>` (whichever shard
 comes first creates it), and records its document count in the ledger index `NAME-shards-<job>-ledger`
-(`splade.indexer.opensearch_ledger`). The shard that finds every shard recorded claims the finish, checks
+(`splade.indexer.opensearch.ledger`). The shard that finds every shard recorded claims the finish, checks
 the build index's count against the recorded sums and moves the alias in one call.
 
 `<job>` fingerprints the corpus, the model, the pruning and the shard count: a shard run again for the same
@@ -26,10 +26,10 @@ from splade.data.beir import Document
 from splade.fingerprint import corpus_fingerprint
 from splade.indexer.base import IndexMetadata
 from splade.indexer.corpus import index_corpus
-from splade.indexer.layouts import Layout
 from splade.indexer.local import LocalSparseIndex
 from splade.indexer.opensearch import OpenSearchSettings, OpenSearchSparseIndex
-from splade.indexer.opensearch_ledger import IndexLedger
+from splade.indexer.opensearch.layouts import Layout
+from splade.indexer.opensearch.ledger import IndexLedger
 from splade.ledger import FINISH, FINISHED, WAIT, FolderLedger, Shard
 from splade.windows import ENCODE_WINDOW
 

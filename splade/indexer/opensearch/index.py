@@ -1,11 +1,11 @@
-"""`SparseIndex` on OpenSearch: one vector field per document, laid out as `splade.indexer.layouts` says
+"""`SparseIndex` on OpenSearch: one vector field per document, laid out as `.layouts` says
 (`rank_features`, searched by `neural_sparse` or the equivalent portable `bool`/`rank_feature` query, or
 `sparse_vector` with SEISMIC), re-indexed behind an alias.
 
 `name` is always an alias. `rebuild()` creates a concrete index `<name>-<timestamp>`, loads it, checks
 the document count and then moves the alias in one `update_aliases` call; on any failure the new
 index is deleted and the alias still serves the old one. Every idempotent call is retried (see
-`splade.indexer.retry`); after a failed alias call the cluster is asked where the alias points, and an
+`.retry`); after a failed alias call the cluster is asked where the alias points, and an
 index that an alias names is never deleted. A sharded build loads one build index from
 several processes (`load_into`) and the last of them moves the alias (`publish`). The model metadata
 travels in the mapping's `_meta.splade` and the layout in `_meta.splade_layout`, so searching with
@@ -29,12 +29,12 @@ from splade.indexer.base import (
     check_add_arguments,
     check_search_arguments,
 )
-from splade.indexer.bulk import BulkWriter
-from splade.indexer.capabilities import ServerInfo
-from splade.indexer.connection import OpenSearchSettings, describe_error, make_client
-from splade.indexer.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
-from splade.indexer.queries import MAX_CLAUSES, QUERY_MODES, prune_query
-from splade.indexer.retry import RetryPolicy
+from splade.indexer.opensearch.bulk import BulkWriter
+from splade.indexer.opensearch.capabilities import ServerInfo
+from splade.indexer.opensearch.connection import OpenSearchSettings, describe_error, make_client
+from splade.indexer.opensearch.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
+from splade.indexer.opensearch.queries import MAX_CLAUSES, QUERY_MODES, prune_query
+from splade.indexer.opensearch.retry import RetryPolicy
 from splade.sparse import SparseBatch
 
 __all__ = ["Layout", "OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body",
@@ -340,7 +340,7 @@ class OpenSearchSparseIndex(SparseIndex):
         alias's real state decides: moved (done), unchanged (retried if the failure passes), else an error."""
         from opensearchpy.exceptions import OpenSearchException
 
-        from splade.indexer.retry import is_retryable
+        from splade.indexer.opensearch.retry import is_retryable
 
         for attempt in range(self.retry.max_retries + 1):
             try:

@@ -1,7 +1,7 @@
 """The embedded on-disk index: an inverted index of per-term posting lists, scored exactly with NumPy.
 
 An index folder is a series of immutable generations and a `CURRENT` pointer to the published one
-(`splade.indexer.generations`); each generation lists its segments (`splade.indexer.segment`), whose
+(`.generations`); each generation lists its segments (`.segment`), whose
 posting arrays are opened with `np.load(mmap_mode="r")`, so only the posting lists queries touch are
 paged in. A reader serves the generation it opened until `reload()`.
 
@@ -34,7 +34,7 @@ from splade.indexer.base import (
     check_add_arguments,
     check_search_arguments,
 )
-from splade.indexer.generations import (
+from splade.indexer.local.generations import (
     Generation,
     highest_number,
     is_index,
@@ -45,7 +45,7 @@ from splade.indexer.generations import (
     read_pointer,
     remove_unreferenced,
 )
-from splade.indexer.segment import Segment, top_k_rows
+from splade.indexer.local.segment import Segment, top_k_rows
 from splade.lock import WriterLock
 from splade.sparse import SparseBatch
 
