@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tqdm.auto import tqdm
 
 from splade.atomic import atomic_file
+from splade.data.beir import load_queries
 from splade.errors import SpladeError, at_line, at_option
+from splade.fileio import iter_lines
 from splade.fingerprint import fingerprint
+from splade.indexer.pipeline import _load_encoder, backend_of, metadata_for, open_index
 from splade.ledger import FINISH, WAIT, FolderLedger, Shard, resolve_shard
 from splade.windows import ENCODE_WINDOW
 
@@ -33,9 +36,6 @@ Hits = list[tuple[str, float]]
 
 def load_query_file(path: str | Path) -> dict[str, str]:
     """Queries by id from `queries.jsonl` (BEIR) or a TSV file of `id<TAB>text` lines."""
-    from splade.data.beir import load_queries
-    from splade.fileio import iter_lines
-
     path = Path(path)
     if not path.is_file():
         raise at_option("--queries", f"{path}: file not found")
@@ -88,8 +88,6 @@ def search_run(encoder: Encoder, index: SparseIndex, queries: dict[str, str], ha
 
 def search_to_run(config: SearchConfig, show_progress: bool = True) -> dict[str, Any]:
     """`splade search --queries FILE --output RUN`: every query's `top_k` hits as a TREC run file."""
-    from splade.indexer.pipeline import _load_encoder, backend_of, metadata_for, open_index
-
     assert config.queries is not None and config.output is not None
     queries = load_query_file(config.queries)
     output = Path(config.output)

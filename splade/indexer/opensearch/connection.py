@@ -14,6 +14,7 @@ __all__ = ["ENV", "OpenSearchSettings", "describe_error", "make_client", "redact
 
 def make_client(settings: OpenSearchSettings) -> Any:
     """An `opensearchpy.OpenSearch` client for `settings` (basic auth or API key, TLS with a CA file)."""
+    # lazily, on purpose: opensearch-py loads only when a cluster is used
     from opensearchpy import OpenSearch
 
     # failures are reported once, as a `SpladeError`; the client's own per-attempt warnings would repeat them
@@ -43,6 +44,7 @@ def make_client(settings: OpenSearchSettings) -> Any:
 
 def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: str) -> SpladeError:
     """Turn a client exception into one clear line that names the cluster but never a secret."""
+    # lazily, on purpose: opensearch-py loads only when a cluster is used
     from opensearchpy import exceptions as ose
 
     hosts = settings.hosts_text if settings else "the cluster"

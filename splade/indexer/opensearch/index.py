@@ -34,7 +34,7 @@ from splade.indexer.opensearch.capabilities import ServerInfo
 from splade.indexer.opensearch.connection import OpenSearchSettings, describe_error, make_client
 from splade.indexer.opensearch.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
 from splade.indexer.opensearch.queries import MAX_CLAUSES, QUERY_MODES, prune_query
-from splade.indexer.opensearch.retry import RetryPolicy
+from splade.indexer.opensearch.retry import RetryPolicy, is_retryable
 from splade.sparse import SparseBatch
 
 __all__ = ["Layout", "OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body",
@@ -207,6 +207,7 @@ class OpenSearchSparseIndex(SparseIndex):
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one idempotent client call, retried on 429 / 5xx / lost connections; client exceptions
         become one-line `SpladeError`s without secrets."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         try:
@@ -216,6 +217,7 @@ class OpenSearchSparseIndex(SparseIndex):
 
     def _call_once(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """`_call` without retries, for calls that retry themselves or must not be repeated blindly."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         try:
@@ -338,9 +340,8 @@ class OpenSearchSparseIndex(SparseIndex):
     def _move_alias(self, actions: list[dict[str, Any]], concrete: str, old: list[str]) -> None:
         """Send the alias actions. An answer can be lost after the cluster acted, so after a failure the
         alias's real state decides: moved (done), unchanged (retried if the failure passes), else an error."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
-
-        from splade.indexer.opensearch.retry import is_retryable
 
         for attempt in range(self.retry.max_retries + 1):
             try:
@@ -422,6 +423,7 @@ class OpenSearchSparseIndex(SparseIndex):
     def _create_concrete(self, concrete: str | None = None, exist_ok: bool = False) -> str:
         """Create a concrete index with this layout (named with a new build stamp unless `concrete` is
         given); the cluster must support the layout, and a two-phase layout gets its pipeline first."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         stamp = f"{time.strftime('%Y%m%d%H%M%S')}{int(time.time() * 1e6) % 1_000_000:06d}"

@@ -36,6 +36,7 @@ class IndexLedger:
         return f"shard-{Shard(index, self.shard.count).tag}"
 
     def _ensure(self) -> None:
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import RequestError
 
         try:
@@ -66,6 +67,7 @@ class IndexLedger:
     def finishing(self) -> tuple[str, list[Any]]:
         """`(FINISH, records)` when every shard is recorded and this shard won the claim, `(WAIT, missing
         shard indices)`, or `(FINISHED, [])` when another shard claimed (or completed) the finish."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import ConflictError, OpenSearchException
 
         records = self._records([self._id(i) for i in range(self.shard.count)])

@@ -19,6 +19,7 @@ T = TypeVar("T")
 def is_retryable(exc: BaseException) -> bool:
     """429 / 5xx answers and lost connections (resets, timeouts) pass; refused connections (nothing
     listens: fail fast), TLS and other errors do not."""
+    # lazily, on purpose: opensearch-py loads only when a cluster is used
     from opensearchpy import exceptions as ose
 
     if isinstance(exc, ose.SSLError):
@@ -89,7 +90,10 @@ _answer = threading.local()
 
 def connection_class() -> type:
     """An `Urllib3HttpConnection` whose HTTP errors carry the answer's `Retry-After` as `retry_after`."""
+    # lazily, on purpose: opensearch-py loads only when a cluster is used
     from opensearchpy import Urllib3HttpConnection
+
+    # lazily, on purpose: opensearch-py loads only when a cluster is used
     from opensearchpy.exceptions import TransportError
 
     class RetryAfterConnection(Urllib3HttpConnection):  # type: ignore[misc, valid-type]
