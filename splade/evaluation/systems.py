@@ -23,11 +23,10 @@ from splade.fingerprint import corpus_fingerprint
 from splade.indexer.base import IndexMetadata, SparseIndex
 from splade.indexer.local import LocalSparseIndex
 from splade.indexer.opensearch import OpenSearchSettings
-from splade.indexer.pipeline import backend_of, open_index
+from splade.indexer.pipeline import BACKENDS, backend_of, open_index
 from splade.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
-BACKENDS = ("local", "opensearch")  # as `splade.indexer.pipeline.BACKENDS`
 ADD_CHUNK = 512  # documents per `SparseIndex.add` call (bounded bulk requests for OpenSearch)
 
 
