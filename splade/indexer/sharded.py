@@ -107,7 +107,7 @@ def build_opensearch_shard(encoder: Encoder, documents: Sequence[Document], targ
     Appends are not atomic on OpenSearch anyway: each shard adds its share through the alias's writer."""
     if append:
         with OpenSearchSparseIndex.writer(target, meta, append=True, id_to_token=encoder.id_to_token,
-                                          layout=layout) as index:
+                                          layout=layout, remove_stale=False) as index:
             count = index_corpus(encoder, my_documents(documents, shard), index, batch_size, show_progress)
         return {"documents": count, "notes": index.write_notes(),
                 "message": f"shard {shard.label}: appended {count} documents to {target.index!r}"}

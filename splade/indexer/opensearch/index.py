@@ -101,6 +101,7 @@ class OpenSearchSparseIndex(SparseIndex):
         self._server: ServerInfo | None = None
         self._clipped_warned = False
         self.retry = retry or RetryPolicy()
+        self._stale_removed: list[str] = []  # what `writer` cleaned up first
 
     @classmethod
     def connect(cls, settings: OpenSearchSettings, name: str, id_to_token: Sequence[str],
@@ -136,17 +137,17 @@ class OpenSearchSparseIndex(SparseIndex):
     @classmethod
     @contextlib.contextmanager
     def writer(cls, target: Any, meta: IndexMetadata, append: bool = False, *, keep_open: bool = False,
-               id_to_token: Sequence[str] = (), layout: Layout | None = None,
+               id_to_token: Sequence[str] = (), layout: Layout | None = None, remove_stale: bool = True,
                **_: Any) -> Iterator[OpenSearchSparseIndex]:
         """Fill the alias `target.index` (an `IndexTarget`) and publish on a clean exit: a new concrete
         index loaded in the block, count-checked, and the alias moved to it in one call (`rebuild`); with
         `append`, documents go through the alias into the index it serves (same model, pruning and
         layout). On an exception the alias keeps serving the old index. Stale build indices an
-        interrupted rebuild left are removed first (`write_notes`)."""
+        interrupted rebuild left are removed first unless `remove_stale=False` (`write_notes`)."""
         index = cls._connect_to(target, meta, id_to_token, must_exist=append, check_existing=append,
                                 layout=layout)
         try:
-            index._stale_removed = index.remove_stale_builds()
+            index._stale_removed = index.remove_stale_builds() if remove_stale else []
             if append:
                 index.prepare_append(layout)
                 yield index
@@ -161,7 +162,7 @@ class OpenSearchSparseIndex(SparseIndex):
 
     def write_notes(self) -> list[str]:
         return [f"removed stale build index {name!r} (left by an interrupted rebuild)"
-                for name in getattr(self, "_stale_removed", [])]
+                for name in self._stale_removed]
 
     def prepare_append(self, layout: Layout | None = None) -> None:
         """Appending: the model and pruning of the index, and its own layout (another one is an error)."""
