@@ -26,7 +26,8 @@ WRITER = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[4])
 from test_index_local import random_batch
-from splade.indexer import generations, local, segment
+from splade.indexer.local import generations, segment
+from splade.indexer.local import index as local
 from splade.indexer.base import IndexMetadata
 
 path, op, point = sys.argv[1:4]
@@ -173,7 +174,7 @@ def splade_cli(*args: str, kill_before_publish: bool = False) -> subprocess.Comp
     code = "import sys; from splade.cli import main; sys.argv = ['splade', *sys.argv[1:]]; "
     if kill_before_publish:  # just after encoding: the new segment is on disk, unpublished
         code += (
-            "import os, signal; from splade.indexer import local; "
+            "import os, signal; from splade.indexer.local import index as local; "
             "local.publish = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
         )
     return subprocess.run(

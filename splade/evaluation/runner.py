@@ -14,14 +14,23 @@ from typing import Any
 
 import numpy as np
 
+from splade import __version__
 from splade.config.evaluate import EvalConfig
 from splade.data.beir import BeirDataset, Document, load_beir
 from splade.data.build import normalize
+from splade.dev_split import in_half
 from splade.errors import SpladeError
 from splade.evaluation.base import RetrievalSystem
+from splade.evaluation.baselines import BM25System, DenseSystem, TeacherSystem
 from splade.evaluation.metrics import METRICS, Run, evaluate_run, mean_scores
+from splade.evaluation.runs import RunSystem
+from splade.evaluation.sharded import EncodingJob, encode_share
 from splade.evaluation.significance import Comparison, apply_holm, compare
-from splade.indexer.sharding import resolve_shard
+from splade.evaluation.systems import SpladeSystem
+from splade.indexer.opensearch.layouts import Layout
+from splade.ledger import resolve_shard
+from splade.model.artifact import model_identity
+from splade.versions import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +103,6 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
     """Baselines first (later systems are tested against them), then the sanity column, then SPLADE.
 
     The teacher follows the BM25 and dense systems it fuses (they index each corpus before it)."""
-    from splade.evaluation.baselines import BM25System, DenseSystem, TeacherSystem
-    from splade.evaluation.systems import SpladeSystem
-
     systems: list[RetrievalSystem] = []
     bm25 = BM25System("bm25", "kiwi") if config.bm25 else None
     systems += [bm25] if bm25 else []
@@ -126,16 +132,12 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
         if len(layouts) > 1:
             system.name = f"{name}.{layouts[0].name}"
     if config.runs:
-        from splade.evaluation.runs import RunSystem
-
         systems += [RunSystem(name, path) for name, path in config.runs]
     return systems
 
 
 def opensearch_layouts(config: EvalConfig) -> list[Any]:
     """The OpenSearch layouts each SPLADE model is evaluated in (one column each); [None] for local."""
-    from splade.indexer.layouts import Layout
-
     if config.backend != "opensearch":
         if config.mappings != ["rank_features"] or config.two_phase or config.seismic:
             raise SpladeError("--mapping, --two-phase and --seismic need --backend opensearch")
@@ -183,8 +185,6 @@ def sample_queries(dataset: BeirDataset, max_queries: int | None, seed: int,
                    half: str = "all") -> dict[str, str]:
     """The judged queries of `half` (`splade.dev_split`: `select`, `report` or `all`), or a seeded sample of
     `max_queries` of them (the same for every system)."""
-    from splade.dev_split import in_half
-
     judged = dataset.judged_queries()
     judged = {qid: judged[qid] for qid in in_half(judged, half)}
     if max_queries is None or max_queries >= len(judged):
@@ -238,16 +238,12 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
     Sharded (`config.shard`, or torchrun's RANK/WORLD_SIZE), each process encodes its share of the SPLADE
     documents (`splade.evaluation.sharded`); only the last one to finish evaluates, the others return None.
     """
-    from splade.evaluation.systems import SpladeSystem
-
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     datasets = load_datasets(config)
     groups = list(_corpus_groups(datasets, config.merged_corpus))
     shard = resolve_shard(config.shard)
     encoded = None
     if shard is not None:
-        from splade.evaluation.sharded import EncodingJob, encode_share
-
         if config.indexes:
             raise SpladeError("--shard: a SPLADE system that searches an existing --index encodes nothing "
                               "to shard; leave out --shard")
@@ -290,9 +286,6 @@ def run_evaluation(config: EvalConfig, log: Callable[[str], None] = logger.info)
 
 def environment() -> dict[str, Any]:
     """Where the numbers were measured: Python, platform, splade and the libraries that compute them."""
-    from splade import __version__
-    from splade.versions import library_versions
-
     return {"python": platform.python_version(), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "system": platform.system(),
             "splade": __version__, "libraries": library_versions()}
@@ -300,8 +293,6 @@ def environment() -> dict[str, Any]:
 
 def model_identities(config: EvalConfig) -> dict[str, str]:
     """Each model-based system's model as an index records it (a folder's id or weights fingerprint)."""
-    from splade.model import model_identity
-
     models = {"dense": model_identity(config.dense)} if config.dense else {}
     return {**models, **{name: model_identity(path) for name, path in config.splade}}
 

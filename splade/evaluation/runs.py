@@ -5,6 +5,7 @@ run.trec`, pyserini, another tool) joins a report without being encoded again.""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,12 +13,11 @@ from splade.data.beir import Document
 from splade.errors import SpladeError, at_line
 from splade.evaluation.base import RetrievalSystem, SearchOutput
 from splade.evaluation.metrics import Run, ranked
+from splade.fileio import iter_lines
 
 
 def load_trec_run(path: str | Path) -> Run:
     """`QID Q0 DOC_ID RANK SCORE RUN` lines as `{qid: {doc_id: score}}`; a bad line is an error naming it."""
-    from splade.fileio import iter_lines
-
     path = Path(path)
     if not path.is_file():
         raise SpladeError(f"--run: {path}: run file not found")
@@ -43,8 +43,6 @@ def load_trec_run(path: str | Path) -> Run:
 
 def parse_run_spec(spec: str) -> tuple[str, Path]:
     """`NAME=FILE`, or `FILE` (named after the file, without its extension)."""
-    import re
-
     name, sep, path = spec.partition("=")
     if not sep:
         path, name = spec, re.sub(r"[^A-Za-z0-9._-]+", "-", Path(spec).stem).strip("-")

@@ -3,7 +3,7 @@ finish runs the evaluation with all the vectors (indexing, searching, baselines,
 
 The shards meet in a folder they share (`EncodingJob.shard_dir`; `splade eval` uses `<out>.shards`)::
 
-    LOCK, shard-00000-of-00002.json      the ledger (`splade.indexer.sharding.FolderLedger`)
+    LOCK, shard-00000-of-00002.json      the ledger (`splade.ledger.FolderLedger`)
     0-v23/part-00000-of-00002.npz        shard 0's vectors of corpus group 0 with the system `v23`
 
 Shares are runs of whole encoder windows, so the vectors equal those of an unsharded evaluation bit for
@@ -22,7 +22,8 @@ from splade.data.beir import Document
 from splade.errors import SpladeError
 from splade.evaluation.base import stopwatch
 from splade.evaluation.systems import SpladeSystem, corpus_key
-from splade.indexer.sharding import FINISH, WAIT, FolderLedger, Shard, fingerprint
+from splade.fingerprint import fingerprint
+from splade.ledger import FINISH, WAIT, FolderLedger, Shard
 from splade.model.artifact import model_identity
 from splade.sparse import SparseBatch
 from splade.windows import ENCODE_WINDOW

@@ -14,15 +14,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from splade.config.index import IndexTarget
 from splade.data.beir import Document
 from splade.errors import SpladeError, at_option
 from splade.evaluation.base import RetrievalSystem, SearchOutput, stopwatch
 from splade.evaluation.efficiency import average_terms, flops
-from splade.indexer.layouts import Layout
+from splade.fingerprint import corpus_fingerprint
+from splade.indexer.base import IndexMetadata, SparseIndex
+from splade.indexer.local import LocalSparseIndex
+from splade.indexer.opensearch import OpenSearchSettings
+from splade.indexer.pipeline import BACKENDS, backend_of, open_index
 from splade.sparse import SparseBatch
 
 log = logging.getLogger(__name__)
-BACKENDS = ("local", "opensearch")
 ADD_CHUNK = 512  # documents per `SparseIndex.add` call (bounded bulk requests for OpenSearch)
 
 
@@ -38,6 +42,7 @@ class SpladeSystem(RetrievalSystem):
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
                  query_max_length: int | None = None, doc_max_length: int | None = None,
                  layout: Any | None = None, existing_index: str | None = None) -> None:
+        # lazily, on purpose: the model stack (torch, transformers, onnxruntime) loads only with a model
         from splade.encoders import load_encoder
 
         if backend not in BACKENDS:
@@ -48,6 +53,7 @@ class SpladeSystem(RetrievalSystem):
         super().__init__(name)
         self.spec_name = name  # the name given to this model (variants add their layout to `name`)
         self.model_path, self.backend, self.opensearch, self.layout = model_path, backend, opensearch, layout
+        self.index_class = backend_of(backend)
         self.encoder = load_encoder(model_path, backend=encoder_backend, device=device)
         # the model's own served lengths (splade_config.json) unless overridden
         self.query_max_length = query_max_length or self.encoder.query_max_length
@@ -70,45 +76,36 @@ class SpladeSystem(RetrievalSystem):
 
     @property
     def description(self) -> str:
-        where = "embedded index" if self.backend == "local" else (self.layout or Layout()).description
+        where = self.index_class.describe(self.layout)
         if self.existing_index is not None:
-            where = f"existing {'embedded index' if self.backend == 'local' else 'OpenSearch alias'} " \
-                    f"{self.existing_index}"
+            where = f"existing {self.index_class.where} {self.existing_index}"
         return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
 
     @property
     def lengths(self) -> dict[str, int | str]:
         return {"query_max_length": self.query_max_length, "doc_max_length": self.doc_max_length}
 
-    def _metadata(self):
-        from splade.indexer.base import IndexMetadata
-
+    def _metadata(self) -> IndexMetadata:
         return IndexMetadata(model_name=self.encoder.model_name, vocab_hash=self.encoder.vocab_hash,
                              vocab_size=self.encoder.vocab_size, top_k=self.doc_top_k,
                              threshold=self.threshold)
 
-    def _new_index(self):
-        """A fresh empty index: a temporary embedded one, or an OpenSearch alias `splade-eval-<name>-<n>`."""
+    def _target(self) -> IndexTarget:
+        """Where this evaluation writes: a temporary embedded index, or the OpenSearch alias
+        `splade-eval-<name>-<n>`."""
         self._generation += 1
-        if self.backend == "local":
-            from splade.indexer.local import LocalSparseIndex
-
+        if self.index_class is LocalSparseIndex:
             self._tmp = Path(tempfile.mkdtemp(prefix="splade-eval-"))
-            return LocalSparseIndex.create(self._tmp / "index", self._metadata())
-        from splade.indexer.opensearch import OpenSearchSettings, OpenSearchSparseIndex
-
-        settings = self.opensearch or OpenSearchSettings.from_env()
+            return IndexTarget(backend=self.backend, index=str(self._tmp / "index"))
         alias = f"splade-eval-{_slug(self.name)}-{self._generation}"
-        index = OpenSearchSparseIndex.connect(settings, alias, self.encoder.id_to_token, self._metadata(),
-                                              must_exist=False, check_existing=False, layout=self.layout)
-        for stale in index.remove_stale_builds():
-            log.warning("removed stale build index %r (left by an interrupted evaluation)", stale)
-        return index
+        return IndexTarget(backend=self.backend, index=alias,
+                           opensearch=self.opensearch or OpenSearchSettings.from_env())
 
-    def _load(self, documents: Sequence[Document], vectors: SparseBatch) -> None:
+    @staticmethod
+    def _load(index: SparseIndex, documents: Sequence[Document], vectors: SparseBatch) -> None:
         for start in range(0, len(documents), ADD_CHUNK):
             rows = range(start, min(start + ADD_CHUNK, len(documents)))
-            self._index.add([documents[r].doc_id for r in rows], vectors.select(rows))
+            index.add([documents[r].doc_id for r in rows], vectors.select(rows))
 
     def preload(self, documents: Sequence[Document], vectors: SparseBatch, seconds: float) -> None:
         """Use `vectors` (encoded elsewhere, e.g. by the shards of a sharded evaluation) for `documents`."""
@@ -134,23 +131,19 @@ class SpladeSystem(RetrievalSystem):
             self._encoded.clear()
             self._encoded[key] = (vectors, encode_time[0])
         vectors, self.doc_encode_s = self._encoded[key]
-        with stopwatch() as index_time:
-            self._index = self._new_index()
-            if self.backend == "local":
-                self._load(documents, vectors)
-                self._index.save()
-            else:  # a new concrete index behind the alias, count-checked before the alias moves to it
-                with self._index.rebuild():
-                    self._load(documents, vectors)
+        with stopwatch() as index_time:  # published on the block's end (OpenSearch: count-checked first)
+            with self.index_class.writer(self._target(), self._metadata(), keep_open=True, layout=self.layout,
+                                         id_to_token=self.encoder.id_to_token) as index:
+                self._load(index, documents, vectors)
+            self._index = index
+            for note in index.write_notes():
+                log.warning("%s (before this evaluation)", note)
         self.index_s = index_time[0]
         self._doc_vectors = vectors
 
     def _open_existing(self, n_documents: int) -> None:
         """Search an index built earlier (`splade index`) instead of encoding the corpus: it must hold this
         model's vectors (the same model, not only the same vocabulary)."""
-        from splade.config.index import IndexTarget
-        from splade.indexer.pipeline import open_index
-
         target = IndexTarget(backend=self.backend, index=self.existing_index, opensearch=self.opensearch)
         with stopwatch() as open_time:
             try:
@@ -214,9 +207,7 @@ def _check_length(option: str, length: int | None, tokenizer: Any, model_path: P
 
 def corpus_key(documents: Sequence[Document]) -> str:
     """Names a corpus by its document ids and texts (which vectors belong to which corpus)."""
-    from splade.indexer.sharding import fingerprint
-
-    return fingerprint(f"{d.doc_id}\t{d.full_text}" for d in documents)
+    return corpus_fingerprint(documents)
 
 
 def _slug(text: str) -> str:

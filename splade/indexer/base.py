@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,7 +73,27 @@ def _normalise(name: str) -> str:
 
 
 class SparseIndex(ABC):
-    """Documents as sparse vectors, searched by exact dot product (best first)."""
+    """Documents as sparse vectors, searched by exact dot product (best first).
+
+    A backend also says how an index is written, opened and checked (`writer`, `open_for_search`,
+    `check_target`), so callers choose a backend once (`splade.indexer.pipeline.backend_of`).
+    """
+
+    where = "index"  # what the backend's index is called in messages
+    takes_layout = False  # whether the backend takes an OpenSearch `Layout`
+
+    @classmethod
+    def writer(cls, target: Any, meta: IndexMetadata, append: bool = False, *, keep_open: bool = False,
+               **options: Any) -> AbstractContextManager[SparseIndex]:
+        """`with backend.writer(target, meta, append=...) as w: w.add(...)`: open (`append`) or start anew
+        the index `target`, fill it in the block, and publish it when the block ends cleanly; on an
+        exception nothing is published and the previous version keeps serving. The index is closed after
+        publishing unless `keep_open`. `write_notes()` then says what was cleaned up on the way."""
+        raise NotImplementedError(f"{cls.__name__} has no writer")
+
+    def write_notes(self) -> list[str]:
+        """What opening this index for writing cleaned up (left by an interrupted earlier write)."""
+        return []
 
     @property
     @abstractmethod

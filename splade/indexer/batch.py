@@ -3,7 +3,7 @@
 Queries come from a BEIR `queries.jsonl` (`_id`, `text`) or a TSV file (`id<TAB>text` a line). Sharded
 (`--shard i/n`, or torchrun's RANK/WORLD_SIZE), shard `i` searches a contiguous run of whole encoder
 windows of the queries and writes its part into `RUN.parts/`; the last shard to finish joins the parts,
-in query order, into the run file (`splade.indexer.sharding.FolderLedger`), as `splade index` does.
+in query order, into the run file (`splade.ledger.FolderLedger`), as `splade index` does.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tqdm.auto import tqdm
 
 from splade.atomic import atomic_file
+from splade.data.beir import load_queries
 from splade.errors import SpladeError, at_line, at_option
-from splade.indexer.sharding import FINISH, WAIT, FolderLedger, Shard, fingerprint, resolve_shard
+from splade.fileio import iter_lines
+from splade.fingerprint import fingerprint
+from splade.indexer.pipeline import _load_encoder, backend_of, metadata_for, open_index
+from splade.ledger import FINISH, WAIT, FolderLedger, Shard, resolve_shard
 from splade.windows import ENCODE_WINDOW
 
 if TYPE_CHECKING:
@@ -32,9 +36,6 @@ Hits = list[tuple[str, float]]
 
 def load_query_file(path: str | Path) -> dict[str, str]:
     """Queries by id from `queries.jsonl` (BEIR) or a TSV file of `id<TAB>text` lines."""
-    from splade.data.beir import load_queries
-    from splade.fileio import iter_lines
-
     path = Path(path)
     if not path.is_file():
         raise at_option("--queries", f"{path}: file not found")
@@ -87,23 +88,15 @@ def search_run(encoder: Encoder, index: SparseIndex, queries: dict[str, str], ha
 
 def search_to_run(config: SearchConfig, show_progress: bool = True) -> dict[str, Any]:
     """`splade search --queries FILE --output RUN`: every query's `top_k` hits as a TREC run file."""
-    from splade.encoders import load_encoder
-    from splade.indexer.pipeline import _load_encoder, check_connection, metadata_for, open_index
-
     assert config.queries is not None and config.output is not None
     queries = load_query_file(config.queries)
     output = Path(config.output)
     if output.is_dir():
         raise at_option("--output", f"{output} is a folder; name the run file")
-    if config.backend == "local":  # fail fast, before loading the model
-        from splade.indexer.local import LocalSparseIndex
-
-        LocalSparseIndex.open(config.index).close()
-    else:
-        check_connection(config)
+    backend_of(config).check_target(config)  # fail fast, before loading the model
     shard = resolve_shard(config.shard)
     device = shard.device(config.device) if shard else config.device
-    encoder = _load_encoder(load_encoder, config.model, device)
+    encoder = _load_encoder(config.model, device)
     run_name = run_name_of(config.model)
     index = open_index(config, encoder, check_model=not config.allow_other_model)
     with contextlib.closing(index):

@@ -1,13 +1,13 @@
 """Sharded builds: every shard encodes its share of the corpus; the last shard to finish publishes the index.
 
 Embedded index `PATH`: shard `i` writes an embedded index of its documents into `PATH.parts/part-i-of-n/`,
-then its marker (`splade.indexer.sharding.FolderLedger`). The shard that completes the set takes PATH's
+then its marker (`splade.ledger.FolderLedger`). The shard that completes the set takes PATH's
 writer lock and publishes one generation holding every part's segments, in shard order (hard links: no
 re-encoding), then removes `PATH.parts`. Readers keep the previous generation until then.
 
 OpenSearch alias `NAME`: every shard bulk-loads into one build index, `NAME-shards-<job>` (whichever shard
 comes first creates it), and records its document count in the ledger index `NAME-shards-<job>-ledger`
-(`splade.indexer.opensearch_ledger`). The shard that finds every shard recorded claims the finish, checks
+(`splade.indexer.opensearch.ledger`). The shard that finds every shard recorded claims the finish, checks
 the build index's count against the recorded sums and moves the alias in one call.
 
 `<job>` fingerprints the corpus, the model, the pruning and the shard count: a shard run again for the same
@@ -23,15 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from splade.data.beir import Document
+from splade.fingerprint import corpus_fingerprint
 from splade.indexer.base import IndexMetadata
 from splade.indexer.corpus import index_corpus
-from splade.indexer.local import LocalSparseIndex, build_lock
-from splade.indexer.sharding import FINISH, FINISHED, WAIT, FolderLedger, Shard, fingerprint
+from splade.indexer.local import LocalSparseIndex
+from splade.indexer.opensearch import OpenSearchSettings, OpenSearchSparseIndex
+from splade.indexer.opensearch.layouts import Layout
+from splade.indexer.opensearch.ledger import IndexLedger
+from splade.ledger import FINISH, FINISHED, WAIT, FolderLedger, Shard
 from splade.windows import ENCODE_WINDOW
 
 if TYPE_CHECKING:
+    from splade.config.index import IndexTarget
     from splade.encoders import Encoder
-    from splade.indexer.opensearch import OpenSearchSparseIndex
 
 
 @dataclass
@@ -58,8 +62,8 @@ class ShardOutcome:
 
 def job_key(documents: Sequence[Document], meta: IndexMetadata, shard: Shard, *settings: str) -> str:
     """The fingerprint of one sharded build: corpus (ids and texts), model, pruning, shard count, settings."""
-    lines = (f"{d.doc_id}\t{d.full_text}" for d in documents)
-    return fingerprint([json.dumps(meta.to_dict(), sort_keys=True), str(shard.count), *settings, *lines])
+    head = json.dumps(meta.to_dict(), sort_keys=True)
+    return corpus_fingerprint(documents, head, str(shard.count), *settings)
 
 
 def my_documents(documents: Sequence[Document], shard: Shard) -> Sequence[Document]:
@@ -72,44 +76,52 @@ def parts_folder(path: Path) -> Path:
     return path.parent / f"{path.name}.parts"
 
 
-def build_local_shard(encoder: Encoder, documents: Sequence[Document], path: Path, meta: IndexMetadata,
-                      shard: Shard, batch_size: int, append: bool, show_progress: bool) -> ShardOutcome:
-    """Write this shard's part of the embedded index `path`; publish the index if it is the last part."""
+def build_local_shard(encoder: Encoder, documents: Sequence[Document], target: IndexTarget,
+                      meta: IndexMetadata, shard: Shard, batch_size: int, append: bool, show_progress: bool,
+                      layout: Layout | None = None) -> dict[str, Any]:
+    """Write this shard's part of the embedded index `target.index`; publish the index if it is the last
+    part. Parts and the index are written by `LocalSparseIndex.writer`; the folder ledger says who merges."""
+    path = Path(target.index)
     ledger = FolderLedger(parts_folder(path), job_key(documents, meta, shard, "append" if append else ""),
                           shard)
     encoded = 0
     if ledger.marker(shard.index) is None:
-        with LocalSparseIndex.create(ledger.folder / f"part-{shard.tag}", meta, overwrite=True) as part:
+        with LocalSparseIndex.writer(ledger.folder / f"part-{shard.tag}", meta, layout=layout) as part:
             encoded = index_corpus(encoder, my_documents(documents, shard), part, batch_size, show_progress)
         ledger.mark_done({"documents": encoded})
     with ledger.finishing() as (state, found):
         outcome = ShardOutcome(shard, encoded, state, missing=found if state == WAIT else [])
         if state == FINISH:
-            outcome.total, outcome.notes = _merge_parts(path, meta, ledger, append)
-    return outcome
+            parts = [ledger.folder / f"part-{Shard(i, shard.count).tag}" for i in range(shard.count)]
+            with LocalSparseIndex.build_lock(path) as lock, \
+                    LocalSparseIndex.writer(path, meta, append=append, lock=lock, keep_open=True) as index:
+                index.adopt(parts)
+            outcome.total, outcome.notes = index.count(), index.write_notes()
+    return summary(outcome, f"the local index {target.index}")
 
 
-def _merge_parts(path: Path, meta: IndexMetadata, ledger: FolderLedger,
-                 append: bool) -> tuple[int, list[str]]:
-    """Publish one generation of `path` holding every part (on top of the published one with `append`)."""
-    parts = [ledger.folder / f"part-{Shard(i, ledger.shard.count).tag}" for i in range(ledger.shard.count)]
-    with build_lock(path) as lock:
-        if append:
-            index = LocalSparseIndex.open(path, expected=meta, for_add=True, lock=lock)
-        else:
-            index = LocalSparseIndex.create(path, meta, overwrite=True, lock=lock)
-        index.adopt(parts)
-        index.save()
-        notes = [f"removed {len(index.recovered)} unpublished files an interrupted write left in {path}"
-                 ] if index.recovered else []
-        return index.count(), notes
+def build_opensearch_shard(encoder: Encoder, documents: Sequence[Document], target: IndexTarget,
+                           meta: IndexMetadata, shard: Shard, batch_size: int, append: bool,
+                           show_progress: bool, layout: Layout | None = None) -> dict[str, Any]:
+    """Load this shard's documents into the shared build index; move the alias if it is the last shard.
+    Appends are not atomic on OpenSearch anyway: each shard adds its share through the alias's writer."""
+    if append:
+        with OpenSearchSparseIndex.writer(target, meta, append=True, id_to_token=encoder.id_to_token,
+                                          layout=layout, remove_stale=False) as index:
+            count = index_corpus(encoder, my_documents(documents, shard), index, batch_size, show_progress)
+        return {"documents": count, "notes": index.write_notes(),
+                "message": f"shard {shard.label}: appended {count} documents to {target.index!r}"}
+    index = OpenSearchSparseIndex.connect(target.opensearch or OpenSearchSettings.from_env(), target.index,
+                                          encoder.id_to_token, meta, target.query_mode, must_exist=False,
+                                          check_existing=False, layout=layout)
+    with index:
+        outcome = _opensearch_shard(encoder, documents, index, shard, batch_size, show_progress)
+    return summary(outcome, f"the OpenSearch alias {target.index!r}")
 
 
-def build_opensearch_shard(encoder: Encoder, documents: Sequence[Document], index: OpenSearchSparseIndex,
-                           shard: Shard, batch_size: int, show_progress: bool) -> ShardOutcome:
-    """Load this shard's documents into the shared build index; move the alias if it is the last shard."""
-    from splade.indexer.opensearch_ledger import IndexLedger
-
+def _opensearch_shard(encoder: Encoder, documents: Sequence[Document], index: OpenSearchSparseIndex,
+                      shard: Shard, batch_size: int, show_progress: bool) -> ShardOutcome:
+    """The shards share one build index; the ledger index says who moves the alias (`publish`)."""
     key = job_key(documents, index.metadata, shard, json.dumps(index.layout.to_meta(), sort_keys=True))
     build = f"{index.name}-shards-{key}"
     if build in index.concrete_indices():
@@ -139,3 +151,6 @@ def summary(outcome: ShardOutcome, where: str) -> dict[str, Any]:
     """The part of `build_index`'s result a sharded build adds."""
     return {"shard": outcome.shard.label, "state": outcome.state, "message": outcome.message(where),
             "notes": outcome.notes}
+
+
+SHARD_BUILDERS = {"local": build_local_shard, "opensearch": build_opensearch_shard}

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from splade.atomic import write_json
 from splade.errors import SpladeError
+from splade.fingerprint import weights_fingerprint  # noqa: F401 - its old home
 from splade.model.st_format import read_module_files
 
 SPLADE_CONFIG_NAME = "splade_config.json"
@@ -91,20 +92,6 @@ class SpladeArtifact:
     def write(self, folder: str | Path) -> None:
         fields = {name: value for name, value in asdict(self).items() if value is not None}
         write_json(Path(folder) / SPLADE_CONFIG_NAME, fields)
-
-
-def weights_fingerprint(directory: str | Path) -> str:
-    """A quick fingerprint of a checkpoint's weight files (names, sizes, first and last MiB)."""
-    digest = hashlib.sha256()
-    files = sorted(Path(directory).glob("*.safetensors")) + sorted(Path(directory).glob("*.bin"))
-    for path in files:
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            handle.seek(max(0, size - (1 << 20)))
-            digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:12]
 
 
 def backbone_dir(folder: str | Path) -> Path:

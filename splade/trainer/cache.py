@@ -7,35 +7,18 @@ gets a new entry instead of a stale one. Each entry is written to a temporary fi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from splade.fingerprint import files_fingerprint, key_of  # noqa: F401 - their old home, kept for old imports
+
 log = logging.getLogger(__name__)
 CACHE_FOLDER = ".splade-cache"
 PACKAGE = Path(__file__).resolve().parent.parent  # the installed splade package (its bundled data)
-
-
-def key_of(*parts: object) -> str:
-    """A short stable hash of `parts` (their `str`)."""
-    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8"))
-    return digest.hexdigest()[:16]
-
-
-def files_fingerprint(paths: Iterable[Path]) -> str:
-    """A hash of the files' contents."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with Path(path).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        digest.update(b"\x00")
-    return digest.hexdigest()[:16]
 
 
 class ArrayCache:

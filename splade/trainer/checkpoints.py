@@ -10,7 +10,6 @@ crafted file cannot run code; anything else is refused with one line.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import pickle
@@ -28,6 +27,7 @@ import torch
 from splade.atomic import atomic_dir, write_json
 from splade.config import TrainConfig
 from splade.errors import SpladeError, first_line
+from splade.fingerprint import json_fingerprint as settings_hash
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -138,10 +138,6 @@ def resume_settings(config: TrainConfig) -> dict[str, Any]:
         "training.gradient_accumulation_steps": training.gradient_accumulation_steps,
         "training.seed": training.seed,
     }
-
-
-def settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def warn_if_settings_changed(path: Path, settings: dict[str, Any]) -> str | None:

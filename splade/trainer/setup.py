@@ -17,12 +17,12 @@ import torch
 
 from splade.config import DevConfig, TrainConfig
 from splade.errors import SpladeError
+from splade.fingerprint import files_fingerprint, key_of
 from splade.model import SpladeModel, model_identity
 from splade.model.lexical_start import LexicalStart
 from splade.model.pooling import default_pooling
 from splade.model.tokenization import TextTokenizer
 from splade.trainer.batches import TripletBatch, make_batch, tokenized_triplets
-from splade.trainer.cache import files_fingerprint, key_of
 from splade.trainer.dev_eval import DevEvaluator
 from splade.trainer.distill import TeacherScores
 from splade.trainer.distributed import Distributed

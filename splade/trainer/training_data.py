@@ -15,9 +15,10 @@ import torch
 from splade.config import TrainConfig
 from splade.data.triplets import TripletDataset, load_triplets
 from splade.errors import SpladeError
+from splade.fingerprint import files_fingerprint, key_of
 from splade.model.tokenization import TextTokenizer
 from splade.trainer.batches import TextTable, TripletRows, tokenize_table, tokenized_triplets
-from splade.trainer.cache import ArrayCache, files_fingerprint, key_of
+from splade.trainer.cache import ArrayCache
 from splade.trainer.idf import corpus_texts, document_frequencies, idf_penalty_weights
 
 log = logging.getLogger(__name__)

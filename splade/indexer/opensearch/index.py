@@ -1,11 +1,11 @@
-"""`SparseIndex` on OpenSearch: one vector field per document, laid out as `splade.indexer.layouts` says
+"""`SparseIndex` on OpenSearch: one vector field per document, laid out as `.layouts` says
 (`rank_features`, searched by `neural_sparse` or the equivalent portable `bool`/`rank_feature` query, or
 `sparse_vector` with SEISMIC), re-indexed behind an alias.
 
 `name` is always an alias. `rebuild()` creates a concrete index `<name>-<timestamp>`, loads it, checks
 the document count and then moves the alias in one `update_aliases` call; on any failure the new
 index is deleted and the alias still serves the old one. Every idempotent call is retried (see
-`splade.indexer.retry`); after a failed alias call the cluster is asked where the alias points, and an
+`.retry`); after a failed alias call the cluster is asked where the alias points, and an
 index that an alias names is never deleted. A sharded build loads one build index from
 several processes (`load_into`) and the last of them moves the alias (`publish`). The model metadata
 travels in the mapping's `_meta.splade` and the layout in `_meta.splade_layout`, so searching with
@@ -29,12 +29,12 @@ from splade.indexer.base import (
     check_add_arguments,
     check_search_arguments,
 )
-from splade.indexer.bulk import BulkWriter
-from splade.indexer.capabilities import ServerInfo
-from splade.indexer.connection import OpenSearchSettings, describe_error, make_client
-from splade.indexer.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
-from splade.indexer.queries import MAX_CLAUSES, QUERY_MODES, prune_query
-from splade.indexer.retry import RetryPolicy
+from splade.indexer.opensearch.bulk import BulkWriter
+from splade.indexer.opensearch.capabilities import ServerInfo
+from splade.indexer.opensearch.connection import OpenSearchSettings, describe_error, make_client
+from splade.indexer.opensearch.layouts import TWO_PHASE_PIPELINE, Layout, two_phase_pipeline
+from splade.indexer.opensearch.queries import MAX_CLAUSES, QUERY_MODES, prune_query
+from splade.indexer.opensearch.retry import RetryPolicy, is_retryable
 from splade.sparse import SparseBatch
 
 __all__ = ["Layout", "OpenSearchSettings", "OpenSearchSparseIndex", "VECTOR_FIELD", "index_body",
@@ -73,6 +73,9 @@ def check_index_name(name: str) -> str:
 class OpenSearchSparseIndex(SparseIndex):
     """A sparse index behind the OpenSearch alias `name`."""
 
+    where = "OpenSearch alias"
+    takes_layout = True
+
     def __init__(self, client: Any, name: str, id_to_token: Sequence[str], metadata: IndexMetadata,
                  query_mode: str = "auto", settings: OpenSearchSettings | None = None,
                  max_clauses: int = MAX_CLAUSES, chunk_size: int = 500, search_batch: int = 64,
@@ -98,6 +101,7 @@ class OpenSearchSparseIndex(SparseIndex):
         self._server: ServerInfo | None = None
         self._clipped_warned = False
         self.retry = retry or RetryPolicy()
+        self._stale_removed: list[str] = []  # what `writer` cleaned up first
 
     @classmethod
     def connect(cls, settings: OpenSearchSettings, name: str, id_to_token: Sequence[str],
@@ -120,10 +124,91 @@ class OpenSearchSparseIndex(SparseIndex):
     def metadata(self) -> IndexMetadata:
         return self._metadata
 
+    # -- the backend's lifecycle -------------------------------------------------------------------
+    @classmethod
+    def _connect_to(cls, target: Any, meta: IndexMetadata, id_to_token: Sequence[str], **kwargs: Any
+                    ) -> OpenSearchSparseIndex:
+        """Connect to the alias `target.index` (an `IndexTarget`: settings, name, query mode)."""
+        check_index_name(target.index)
+        settings = target.opensearch or OpenSearchSettings.from_env()
+        return cls.connect(settings, target.index, id_to_token, meta, getattr(target, "query_mode", "auto"),
+                           **kwargs)
+
+    @classmethod
+    @contextlib.contextmanager
+    def writer(cls, target: Any, meta: IndexMetadata, append: bool = False, *, keep_open: bool = False,
+               id_to_token: Sequence[str] = (), layout: Layout | None = None, remove_stale: bool = True,
+               **_: Any) -> Iterator[OpenSearchSparseIndex]:
+        """Fill the alias `target.index` (an `IndexTarget`) and publish on a clean exit: a new concrete
+        index loaded in the block, count-checked, and the alias moved to it in one call (`rebuild`); with
+        `append`, documents go through the alias into the index it serves (same model, pruning and
+        layout). On an exception the alias keeps serving the old index. Stale build indices an
+        interrupted rebuild left are removed first unless `remove_stale=False` (`write_notes`)."""
+        index = cls._connect_to(target, meta, id_to_token, must_exist=append, check_existing=append,
+                                layout=layout)
+        try:
+            index._stale_removed = index.remove_stale_builds() if remove_stale else []
+            if append:
+                index.prepare_append(layout)
+                yield index
+            else:
+                with index.rebuild():
+                    yield index
+        except BaseException:
+            index.close()
+            raise
+        if not keep_open:
+            index.close()
+
+    def write_notes(self) -> list[str]:
+        return [f"removed stale build index {name!r} (left by an interrupted rebuild)"
+                for name in self._stale_removed]
+
+    def prepare_append(self, layout: Layout | None = None) -> None:
+        """Appending: the model and pruning of the index, and its own layout (another one is an error)."""
+        self.stored_metadata().check_compatible(self._metadata, f"OpenSearch index {self.name!r}",
+                                                check_pruning=True)
+        stored = self.stored_layout()
+        if layout is not None and layout != stored:
+            raise at_option("--mapping", f"OpenSearch index {self.name!r} is laid out as {stored.name}, not "
+                                         f"{layout.name}; rebuild it (without --append) to change that")
+        self.layout = stored
+
+    @classmethod
+    def open_for_search(cls, target: Any, meta: IndexMetadata, check_model: bool = True,
+                        id_to_token: Sequence[str] = ()) -> OpenSearchSparseIndex:
+        """Connect to the existing alias to search it, with the metadata and layout it was built with."""
+        index = cls._connect_to(target, meta, id_to_token, must_exist=True, check_model=check_model)
+        index.use_stored_metadata()  # searching: the stored pruning is the index's own
+        return index
+
+    @classmethod
+    def check_target(cls, target: Any, append: bool | None = None) -> None:
+        """Reach the cluster once (a one-line `SpladeError`: unreachable cluster, wrong password)."""
+        check_index_name(target.index)
+        settings = target.opensearch or OpenSearchSettings.from_env()
+        client = make_client(settings)
+        try:
+            RetryPolicy().call(client.info)
+        except Exception as exc:
+            raise describe_error(exc, settings, "connecting") from None
+        finally:
+            client.close()
+
+    @classmethod
+    def build_lock(cls, target: Any) -> contextlib.AbstractContextManager[None]:
+        """No folder lock: the alias move is the one atomic step."""
+        return contextlib.nullcontext()
+
+    @classmethod
+    def describe(cls, layout: Layout | None = None) -> str:
+        return (layout or Layout()).description
+
     # -- helpers -----------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one idempotent client call, retried on 429 / 5xx / lost connections; client exceptions
         become one-line `SpladeError`s without secrets."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         try:
@@ -133,6 +218,7 @@ class OpenSearchSparseIndex(SparseIndex):
 
     def _call_once(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """`_call` without retries, for calls that retry themselves or must not be repeated blindly."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         try:
@@ -255,9 +341,8 @@ class OpenSearchSparseIndex(SparseIndex):
     def _move_alias(self, actions: list[dict[str, Any]], concrete: str, old: list[str]) -> None:
         """Send the alias actions. An answer can be lost after the cluster acted, so after a failure the
         alias's real state decides: moved (done), unchanged (retried if the failure passes), else an error."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
-
-        from splade.indexer.retry import is_retryable
 
         for attempt in range(self.retry.max_retries + 1):
             try:
@@ -339,6 +424,7 @@ class OpenSearchSparseIndex(SparseIndex):
     def _create_concrete(self, concrete: str | None = None, exist_ok: bool = False) -> str:
         """Create a concrete index with this layout (named with a new build stamp unless `concrete` is
         given); the cluster must support the layout, and a two-phase layout gets its pipeline first."""
+        # lazily, on purpose: opensearch-py loads only when a cluster is used
         from opensearchpy.exceptions import OpenSearchException
 
         stamp = f"{time.strftime('%Y%m%d%H%M%S')}{int(time.time() * 1e6) % 1_000_000:06d}"

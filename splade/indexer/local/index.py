@@ -1,11 +1,11 @@
 """The embedded on-disk index: an inverted index of per-term posting lists, scored exactly with NumPy.
 
 An index folder is a series of immutable generations and a `CURRENT` pointer to the published one
-(`splade.indexer.generations`); each generation lists its segments (`splade.indexer.segment`), whose
+(`.generations`); each generation lists its segments (`.segment`), whose
 posting arrays are opened with `np.load(mmap_mode="r")`, so only the posting lists queries touch are
 paged in. A reader serves the generation it opened until `reload()`.
 
-Writing takes the folder's writer lock (`splade.indexer.lock`) at the first change, and recovers what a
+Writing takes the folder's writer lock (`splade.lock`) at the first change, and recovers what a
 killed writer left. `add` buffers documents in memory (searchable at once); `save` writes them as a new
 segment and publishes a new generation; `delete` tombstones; `compact` rewrites everything live into
 one segment; `create(..., overwrite=True)` starts an empty generation that replaces the published one
@@ -16,15 +16,17 @@ by hard link. Re-adding an existing id replaces it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from splade.atomic import fsync_dir, fsync_files, recover_dir, remove_leftovers
-from splade.errors import SpladeError
+from splade.errors import SpladeError, at_option
 from splade.indexer.base import (
     IndexMetadata,
     SearchHits,
@@ -32,7 +34,7 @@ from splade.indexer.base import (
     check_add_arguments,
     check_search_arguments,
 )
-from splade.indexer.generations import (
+from splade.indexer.local.generations import (
     Generation,
     highest_number,
     is_index,
@@ -43,13 +45,15 @@ from splade.indexer.generations import (
     read_pointer,
     remove_unreferenced,
 )
-from splade.indexer.lock import WriterLock
-from splade.indexer.segment import Segment, top_k_rows
+from splade.indexer.local.segment import Segment, top_k_rows
+from splade.lock import WriterLock
 from splade.sparse import SparseBatch
 
 
 class LocalSparseIndex(SparseIndex):
     """An embedded on-disk sparse index (see the module docstring)."""
+
+    where = "embedded index"
 
     def __init__(self, path: Path, metadata: IndexMetadata, generation: Generation | None) -> None:
         self.path = path
@@ -110,6 +114,83 @@ class LocalSparseIndex(SparseIndex):
         if lock is not None:
             index._take_lock(lock)
         return index
+
+    @classmethod
+    @contextlib.contextmanager
+    def writer(cls, target: Any, meta: IndexMetadata, append: bool = False, *, keep_open: bool = False,
+               lock: WriterLock | None = None, layout: Any = None,
+               **_: Any) -> Iterator[LocalSparseIndex]:
+        """Fill a new generation of the index folder `target` (a path, or an `IndexTarget`), on top of the
+        published one with `append`, and publish it when the block ends cleanly. On an exception nothing is
+        published (a full disk gives its space back and says so in one line). `lock`: the folder's writer
+        lock, already held; `layout` must be None (OpenSearch layouts have no meaning here)."""
+        if layout is not None:
+            raise at_option("--mapping", "--mapping, --two-phase, --seismic, --primary-shards and --replicas "
+                                         "need --backend opensearch")
+        path = Path(getattr(target, "index", target))
+        if append:
+            index = cls.open(path, expected=meta, for_add=True, lock=lock)
+        else:
+            index = cls.create(path, meta, overwrite=True, lock=lock)
+        try:
+            yield index
+            index.save()
+        except BaseException as exc:
+            full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if full:
+                with contextlib.suppress(OSError, SpladeError):  # give the unpublished files' space back
+                    remove_unreferenced(path, *published_entries(path))
+            index._abandon()
+            if full:
+                raise SpladeError(f"{path}: writing the index failed ({exc.strerror}); the published index "
+                                  "is unchanged: free some space and run it again") from None
+            raise
+        if not keep_open:
+            index.close()
+
+    def write_notes(self) -> list[str]:
+        if not self.recovered:
+            return []
+        shown = ", ".join(self.recovered[:3]) + (", ..." if len(self.recovered) > 3 else "")
+        return [f"removed {len(self.recovered)} unpublished files an interrupted write left in {self.path} "
+                f"({shown})"]
+
+    def _abandon(self) -> None:
+        """Drop unsaved changes (never published) and give an own writer lock up."""
+        self._use(None)
+        self._replacing = self._adopted = False
+        if self._owns_lock and self._lock is not None:
+            self._lock.release()
+        self._lock = None
+
+    @classmethod
+    def open_for_search(cls, target: Any, meta: IndexMetadata, check_model: bool = True,
+                        **_: Any) -> LocalSparseIndex:
+        """Open the published index `target` to search it with vectors made under `meta`."""
+        return cls.open(getattr(target, "index", target), expected=meta, check_model=check_model)
+
+    @classmethod
+    def check_target(cls, target: Any, append: bool | None = None) -> None:
+        """Fail fast, before a model loads: searching (`append` None) needs a readable index; building,
+        a folder that is a splade index (needed with `append`), empty or missing."""
+        path = Path(getattr(target, "index", target))
+        if append is None:
+            cls.open(path).close()
+            return
+        if append and not is_index(path):
+            raise at_option("--append", f"{path}: no index to append to")
+        if path.is_file() or (path.is_dir() and any(path.iterdir()) and not is_index(path)
+                              and not is_unpublished(path)):
+            raise at_option("--index", f"{path} exists and is not a splade index; refusing to replace it")
+
+    @classmethod
+    def build_lock(cls, target: Any) -> contextlib.AbstractContextManager[WriterLock | None]:
+        """The folder's writer lock, held for a whole build (see `build_lock`)."""
+        return build_lock(Path(getattr(target, "index", target)))
+
+    @classmethod
+    def describe(cls, layout: Any = None) -> str:
+        return "embedded index"
 
     @classmethod
     def verify(cls, path: str | Path) -> dict[str, int | bool]:
