@@ -32,8 +32,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode == 2, proc.stderr
-    [line] = proc.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "Traceback" not in line
+    assert "Traceback" not in proc.stderr
+    [line] = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert proc.stderr.strip().endswith(line)  # progress lines (export's steps) may come before it
     return line
 
 

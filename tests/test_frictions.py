@@ -75,7 +75,7 @@ def test_an_unreachable_http_cluster_hints_at_https() -> None:
 
     error = OpenSearchConnectionError("N/A", "connection reset", Exception("reset"))
     message = str(describe_error(error, OpenSearchSettings(), "connecting"))
-    assert "cannot reach OpenSearch at http://localhost:9200" in message
+    assert "lost the connection to OpenSearch at http://localhost:9200" in message  # a reset: not refused
     assert "--hosts https://localhost:9200 with --no-verify" in message
     https = OpenSearchSettings(hosts=["https://localhost:9200"])
     assert "speaks https" not in str(describe_error(error, https, "connecting"))

@@ -42,6 +42,14 @@ def make_client(settings: OpenSearchSettings) -> Any:
                           "(scheme://[user:password@]host:port)") from None
 
 
+def _https_hint(settings: OpenSearchSettings | None) -> str:
+    """The hint for an http:// host that did not answer: a cluster with the security plugin speaks https."""
+    if settings is None or not any(h.startswith("http://") for h in settings.hosts):
+        return ""
+    return ("; a cluster with the security plugin, such as the compose stack, speaks https: "
+            "--hosts https://localhost:9200 with --no-verify or --ca-certs")
+
+
 def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: str) -> SpladeError:
     """Turn a client exception into one clear line that names the cluster but never a secret."""
     # lazily, on purpose: opensearch-py loads only when a cluster is used
@@ -56,11 +64,10 @@ def describe_error(exc: Exception, settings: OpenSearchSettings | None, what: st
         message = f"TLS handshake with OpenSearch at {hosts} failed while {what} (check --ca-certs)"
     elif isinstance(exc, ose.ConnectionError) and is_refused(exc):
         message = f"cannot reach OpenSearch at {hosts} while {what}{after} (is it running? check --hosts)"
-        if settings is not None and any(h.startswith("http://") for h in settings.hosts):
-            message += ("; a cluster with the security plugin, such as the compose stack, speaks https: "
-                        "--hosts https://localhost:9200 with --no-verify or --ca-certs")
+        message += _https_hint(settings)
     elif isinstance(exc, ose.ConnectionError):
-        message = f"lost the connection to OpenSearch at {hosts} while {what}{after}"
+        # a cluster with the security plugin resets a plain-http connection: say so
+        message = f"lost the connection to OpenSearch at {hosts} while {what}{after}" + _https_hint(settings)
     elif isinstance(exc, ose.AuthenticationException):
         message = (f"OpenSearch at {hosts} rejected the credentials while {what} "
                    "(check --user/--password or --api-key)")
