@@ -126,7 +126,7 @@ def encode(
         raise at_option("--output" if output is not None else "--queries", "needs --input FILE")
     console = Console(stderr=input_file is not None)
     if input_file is not None:
-        from splade.encoders.dump import read_items, write_vectors
+        from splade.indexer.vectors import read_items, write_vectors
 
         items = read_items(input_file, queries)
         encoder = load_encoder(model, backend=backend, device=device)
