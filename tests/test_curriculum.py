@@ -63,7 +63,7 @@ def test_v23_phases_keep_the_loss_lambda() -> None:
     cfg = load_config(CONFIGS / "train_v23.yaml")
     cur = Curriculum(cfg.curriculum_phases, cfg.loss)
     assert [cur.settings(e).lr_multiplier for e in (1, 7, 8, 14, 15, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
-    assert [cur.settings(e).focus.by for e in (1, 8, 15)] == ["pair_type", "pair_type", "difficulty"]
+    assert [cur.settings(e).focus.by for e in (1, 8, 15)] == ["pair_type", "pair_type", "pair_type"]
     assert {cur.settings(e).lambda_infonce for e in range(1, 21)} == {2.5}
 
 

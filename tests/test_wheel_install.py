@@ -52,7 +52,8 @@ def test_the_wheel_runs_quickstart_and_train_quickstart_from_an_empty_folder(tmp
     splade = str(venv / "bin" / "splade")
     output = run([splade, "quickstart", "--set", "data.epoch_size=32"], empty, env)
     assert "[6/6] eval" in output and (empty / "outputs" / "quickstart" / "report" / "report.html").is_file()
-    output = run([splade, "train", "quickstart", "--max-steps", "2"], empty, env)
+    # the quickstart trained into the same folder: a new run replaces it (without --overwrite: one line)
+    output = run([splade, "train", "quickstart", "--max-steps", "2", "--overwrite"], empty, env)
     assert "trained 2 steps" in output
     assert (empty / "outputs" / "quickstart" / "train" / "best_model" / "README.md").is_file()
     print(f"wheel, venv, quickstart and train quickstart: {time.perf_counter() - started:.0f} s")
