@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,17 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`splade ARGS` in a new process: its exit code and stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "splade", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one `error: ` line of a failed command (exit 2, no traceback; progress lines may precede it)."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    [line] = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert proc.stderr.strip().endswith(line)
+    return line

@@ -8,13 +8,12 @@ import errno
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli, error_line
 from test_index_local import write_beir
 
 from splade.config.index import IndexConfig
@@ -24,18 +23,6 @@ from splade.indexer.pipeline import build_index
 
 pytestmark = pytest.mark.faults
 
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "splade", *args], capture_output=True, text=True,
-                          timeout=300)
-
-
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    [line] = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ")]
-    assert proc.stderr.strip().endswith(line)  # progress lines (export's steps) may come before it
-    return line
 
 
 def test_disk_full_on_append_is_one_line_and_keeps_the_index(tmp_path: Path, tiny_model_dir: Path,

@@ -6,12 +6,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli, error_line
 from test_resume import _config
 
 from splade.errors import SpladeError
@@ -118,19 +117,6 @@ def test_disk_full_while_saving_a_checkpoint_is_one_line_and_keeps_the_last(
     assert [p.name for p in ckpt.list_checkpoints(cfg.output.dir)] == ["checkpoint_3"]
     assert train(cfg, resume=True).global_step == 4
 
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`splade ARGS` in a new process: its exit code and stderr as a user sees them."""
-    return subprocess.run([sys.executable, "-m", "splade", *args], capture_output=True, text=True,
-                          timeout=300)
-
-
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    [line] = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ")]
-    assert proc.stderr.strip().endswith(line)  # progress lines may come before the one error line
-    return line
 
 
 def test_cli_output_dir_naming_a_file_and_a_reused_folder_are_one_line(tmp_path: Path) -> None:
