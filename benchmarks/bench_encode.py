@@ -1,10 +1,16 @@
 """Encoding throughput: ONNX Runtime vs PyTorch eager on the same texts and batches, with parity figures.
 
 Run: python benchmarks/bench_encode.py [--n-texts 128] [--batch-size 32] [--max-length 128]
+                                      [--poolings-only] [--doc-length 512] [--queries-only]
 Models: ../shared/models/splade-tiny and me5-small-koen when present, else a tiny model built here.
 Texts: Korean (msmarco-ko) and English (msmarco-koen) passages from ../shared/data when present, else
 built-in sentences. On a machine with CUDA (torch + onnxruntime-gpu) it adds GPU rows (fp32 and fp16).
 Every ratio compares rows on the same device; parity is measured on the benchmark texts themselves.
+
+Document encoding on the CPU by pooling (`--poolings-only` runs just this part; serving_pooling.py):
+splade's PyTorch encoder with each pooling against sentence-transformers' `SparseEncoder` on the same
+passages at the served document length (`--doc-length`, 512); `serving_pooling` is the pooling it picks,
+target: at least 1.0x sentence-transformers.
 
 Query encoding of an inference-free model (`--queries-only` runs just this part), on 1 CPU thread: an
 inference-free folder is built from me5-small-koen (`--query-model`) with BM25 idf over msmarco-ko
@@ -93,7 +99,15 @@ def main() -> None:
     parser.add_argument("--query-model", type=Path, default=SHARED / "models" / "me5-small-koen")
     parser.add_argument("--n-queries", type=int, default=2000, help="queries timed on the table paths")
     parser.add_argument("--n-onnx-queries", type=int, default=200, help="queries timed on the siamese ONNX")
+    parser.add_argument("--poolings-only", action="store_true",
+                        help="only the CPU pooling comparison with sentence-transformers")
+    parser.add_argument("--doc-length", type=int, default=512, help="document length of the pooling table")
     args = parser.parse_args()
+    if args.poolings_only:
+        from serving_pooling import pooling_benchmark
+
+        pooling_benchmark(args, *bench_texts(args.n_texts))
+        return
     if args.queries_only:
         from inference_free import query_benchmark
 
@@ -143,6 +157,10 @@ def main() -> None:
                         print(f"{name:<16} {device:<5} {label:<34} {speed:8.1f} {speed / base:8.2f}x "
                               f"{diff:10.2e} {overlap:10.3f}")
     print("ratios compare with torch eager on the same device and precision; goal: onnxruntime >= 1.5x")
+    print()
+    from serving_pooling import pooling_benchmark
+
+    pooling_benchmark(args, texts, source)
     print()
     from inference_free import query_benchmark
 

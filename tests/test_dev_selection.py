@@ -61,7 +61,7 @@ def test_dev_metric_equals_what_splade_eval_reports(lexical_model: Path, tmp_pat
     config = tiny_config(
         tmp_path, lexical_model, f"dev.sets=[{beir}]", "dev.max_queries=null", "dev.max_documents=null"
     ).dev
-    ours = DevEvaluator(config, seed=0).evaluate(model, "sparse", torch.device("cpu"))
+    ours = DevEvaluator(config, seed=0).evaluate(model)
     evaluation = run_evaluation(EvalConfig(datasets=[beir], splade=[("m", lexical_model)], bm25=False))
     theirs = evaluation.datasets[0].systems[0].metrics["ndcg@10"]
     assert ours["devset/ndcg@10"] == pytest.approx(theirs, abs=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,26 @@ def test_bf16_poolings_agree_within_bf16_tolerance(tiny_model_dir: Path) -> None
 
 def test_every_variant_is_registered() -> None:
     assert set(POOL_FUNCTIONS) == set(pooling.POOLINGS)
+
+
+def test_the_torch_encoder_serves_with_the_measured_pooling(tiny_model_dir: Path, monkeypatch) -> None:
+    """With no pooling given, each batch is encoded with `serving_pooling` for its padded length: `plain`
+    for short batches, `sparse` for long ones on a CPU; the vectors are the same either way."""
+    from splade.encoders.torch_backend import TorchEncoder
+
+    assert pooling.serving_pooling(torch.device("cpu"), 64) == "plain"
+    assert pooling.serving_pooling(torch.device("cpu"), 512) == "sparse"
+    assert pooling.serving_pooling(torch.device("cuda"), 512) == "plain"
+    encoder = TorchEncoder(tiny_model_dir, device="cpu")
+    assert encoder.pooling is None
+    used: list[str] = []
+    forward = encoder.model.forward
+    monkeypatch.setattr(encoder.model, "forward", lambda ids, mask, pooling: used.append(pooling) or forward(
+        ids, mask, pooling=pooling))
+    texts = ["짧은 질의", "a somewhat longer passage about retrieval " * 40]
+    short = encoder.encode_documents(texts[:1]).to_dense()
+    assert used == ["plain"]
+    monkeypatch.setattr(pooling, "SHORT_BATCH", 2)  # now every batch counts as long
+    both = encoder.encode_documents(texts, batch_size=1).to_dense()
+    assert used[1:] == ["sparse", "sparse"]
+    np.testing.assert_allclose(both[0], short[0], rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 
 from splade.encoders import load_encoder
 from splade.model import SpladeModel, bag_of_tokens
+from splade.model.lexical_start import MIN_MARGIN, row_calibration
 from splade.trainer.batches import make_batch, truncate
 from splade.trainer.budget import Budget
 from splade.trainer.idf import bm25_idf
@@ -57,6 +58,26 @@ def test_the_start_weighs_a_texts_own_tokens_like_idf(tiny_model_dir: Path, tmp_
     again = SpladeModel.from_pretrained(saved).eval()
     assert again.decoder_untied
     torch.testing.assert_close(again.encode(texts[:5]), model.encode(texts[:5]), atol=1e-5, rtol=1e-5)
+
+
+def test_no_noise_activation_weighs_more_than_its_tokens_target() -> None:
+    """A clean token (noise far below its own level) weighs its target at the own level and nothing at its
+    noise; a noisy token (noise at or above its own level) keeps its own token active but is scaled so its
+    noise weighs at most the target, instead of being amplified over a `MIN_MARGIN` gap."""
+    own = torch.tensor([10.0, 10.0, 10.0])
+    noise = torch.tensor([2.0, 9.9, 14.0])  # clean, barely below own, above own
+    goal = torch.tensor([3.0, 3.0, 3.0])
+    threshold, scale = row_calibration(own, noise, goal)
+
+    def weight(logit: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(torch.relu(scale * (logit - threshold)))
+
+    assert torch.all(threshold <= own - MIN_MARGIN + 1e-6)  # every own token stays active
+    assert weight(own)[0] == pytest.approx(3.0, rel=1e-5)
+    assert weight(noise)[0] == 0.0  # the clean token's noise is silent
+    assert torch.all(weight(noise) <= goal + 1e-5)
+    assert weight(noise)[2] == pytest.approx(3.0, rel=1e-5)  # the noisiest activation reaches the target...
+    assert 0.0 < weight(own)[2] < 0.5 * weight(own)[0]  # ...so its own level weighs under half a clean one
 
 
 def test_an_inference_free_model_weighs_queries_by_its_table(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from splade.encoders.base import Encoder
 from splade.model import SpladeModel, model_identity
-from splade.model.pooling import default_pooling
+from splade.model.pooling import serving_pooling
 
 
 class TorchEncoder(Encoder):
@@ -27,7 +27,7 @@ class TorchEncoder(Encoder):
         model = SpladeModel.from_pretrained(model_dir)
         device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._attach(
-            model.to(device_).eval(), model_identity(model_dir), default_pooling(device_), max_length
+            model.to(device_).eval(), model_identity(model_dir), None, max_length
         )
 
     @classmethod
@@ -36,11 +36,10 @@ class TorchEncoder(Encoder):
     ) -> TorchEncoder:
         """An encoder over a live model (left in the mode it is in: the caller sets eval / train)."""
         encoder = cls.__new__(cls)
-        device = model.vocab_keep.device
-        encoder._attach(model, name, pooling or default_pooling(device), None)
+        encoder._attach(model, name, pooling, None)
         return encoder
 
-    def _attach(self, model: SpladeModel, name: str, pooling: str, max_length: int | None) -> None:
+    def _attach(self, model: SpladeModel, name: str, pooling: str | None, max_length: int | None) -> None:
         table = None if model.query_weights is None else model.query_weights.detach().float().cpu().numpy()
         super().__init__(
             model.tokenizer,
@@ -52,7 +51,7 @@ class TorchEncoder(Encoder):
         )
         self.model = model
         self.device = model.vocab_keep.device
-        self.pooling = pooling  # the fastest exact forward on this device
+        self.pooling = pooling  # None: per batch, the fastest exact forward (`serving_pooling`)
 
     @property
     def vocab_size(self) -> int:
@@ -66,4 +65,5 @@ class TorchEncoder(Encoder):
     def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         ids = torch.from_numpy(input_ids).to(self.device)
         mask = torch.from_numpy(attention_mask).to(self.device)
-        return self.model(ids, mask, pooling=self.pooling).float().cpu().numpy()
+        pooling = self.pooling or serving_pooling(self.device, ids.shape[1])
+        return self.model(ids, mask, pooling=pooling).float().cpu().numpy()

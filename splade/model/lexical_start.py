@@ -19,8 +19,10 @@ training learns the weights and the expansion from there. The encoder itself is 
 `calibrate_own_weights` then gives every vocabulary row its own scale and threshold (the decoder is
 untied from the input embeddings): on a sample of texts it measures, per token, its pooled logit where it
 is one of the text's own tokens and the highest logit it reaches where it is not (noise). The threshold
-sits above that noise, and the scale makes a typical own activation weigh the token's target (an IDF-like
-weight), so step 0 ranks like BM25 over the model's own pieces and expansion starts quiet, yet learnable.
+sits above that noise (or just below the own level where noise reaches it), and the scale makes a typical
+own activation weigh the token's target (an IDF-like weight) while no noise activation weighs more than
+the target, so step 0 ranks close to BM25 over the model's own pieces and expansion starts quiet, yet
+learnable.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ RIDGE = 1e-2  # regularisation, relative to the number of positions
 
 NOISE_QUANTILE = 0.995  # a token's noise level: this quantile of its pooled logit in texts that lack it
 MIN_MARGIN = 0.5  # own activations stand at least this far (in logits) above the threshold
+CALIBRATION_RULE = "noise-capped"  # part of the cache key: a calibration kept under another rule is redone
 
 
 @dataclass
@@ -187,9 +190,18 @@ def restore_head(model: SpladeModel, arrays: dict[str, np.ndarray]) -> LexicalSt
     return LexicalStart(int(positions), top1, bias, active, own)
 
 
-def _thresholds(noise_level: Tensor, own_level: Tensor) -> Tensor:
-    """Per token: above its noise, but at least `MIN_MARGIN` below its typical own activation."""
-    return torch.minimum(noise_level.clamp_min(float(own_level.min()) - 1.0), own_level - MIN_MARGIN)
+def row_calibration(own_level: Tensor, noise_level: Tensor, goal: Tensor) -> tuple[Tensor, Tensor]:
+    """Per vocabulary row, the `(threshold, scale)` of its logit: `log1p(scale · (logit - threshold))`.
+
+    The threshold sits above the token's noise, but at least `MIN_MARGIN` below its typical own activation,
+    so a text's own token stays active. The scale makes the typical own activation weigh `goal`, and no
+    noise activation weigh more: a token whose noise reaches its own level is scaled down instead of
+    amplified (measured on korquad / msmarco-ko, 300 queries over 700 documents each: 0.899 / 0.807
+    NDCG@10 at step 0 against 0.765 / 0.592 for the scale from the own level alone).
+    """
+    threshold = torch.minimum(noise_level.clamp_min(float(own_level.min()) - 1.0), own_level - MIN_MARGIN)
+    reach = torch.maximum(own_level, noise_level) - threshold
+    return threshold, torch.expm1(goal) / reach.clamp_min(MIN_MARGIN)
 
 
 def _pooled_logits(model: SpladeModel, ids: Tensor, mask: Tensor) -> Tensor:
@@ -231,9 +243,8 @@ def calibrate_own_weights(
     proxy = (embeddings * centred / centred.std(1, keepdim=True).clamp_min(1e-6)).sum(1)
     slope, intercept = np.polyfit(proxy[seen].numpy(), own_mean[seen].numpy(), 1)
     own_level = torch.where(seen, own_mean, torch.from_numpy(slope * proxy.numpy() + intercept).float())
-    threshold = _thresholds(noise_level, own_level)
     goal = target.detach().float().cpu()[:width].clamp_min(0.0)
-    scale = torch.expm1(goal) / (own_level - threshold).clamp_min(MIN_MARGIN)
+    threshold, scale = row_calibration(own_level, noise_level, goal)
     model.untie_decoder()
     decoder = model.decoder
     old_bias = decoder.bias.detach().float().cpu()

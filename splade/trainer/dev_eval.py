@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from splade.config import DevConfig
 from splade.data.beir import load_beir
@@ -93,11 +92,11 @@ class DevEvaluator:
     def __bool__(self) -> bool:
         return bool(self.sets)
 
-    def evaluate(self, model: SpladeModel, pooling: str, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: SpladeModel) -> dict[str, float]:
         """`{"<set>/<metric>": value, ..., "dev/<metric>": mean, "dev/active_terms_*"}`."""
         was_training = model.training
         model.eval()
-        encoder = TorchEncoder.from_model(model, pooling)  # as served: lengths, query table, cosine
+        encoder = TorchEncoder.from_model(model)  # as served: pooling, lengths, query table, cosine
         size = self.config.batch_size
         metric = self.config.metric
         results: dict[str, float] = {}

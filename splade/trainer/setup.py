@@ -134,6 +134,7 @@ def apply_lexical_start(
     row to its token's target weight; both are kept in the cache, so a rerun on the same data and backbone
     reads them."""
     from splade.model.lexical_start import (
+        CALIBRATION_RULE,
         calibrate_own_weights,
         calibration_arrays,
         head_arrays,
@@ -163,9 +164,10 @@ def apply_lexical_start(
         data.cache.save(f"lexical-{key}", **head_arrays(model, fitted))
     if not cfg.calibrate_start:
         return fitted
-    calibration = (
-        f"calibration-{key_of(key, cfg.query_encoder, cfg.calibration_texts, cfg.start_score_scale)}"
+    calibration_key = key_of(
+        key, CALIBRATION_RULE, cfg.query_encoder, cfg.calibration_texts, cfg.start_score_scale
     )
+    calibration = f"calibration-{calibration_key}"
     cached = data.cache.load(calibration)
     if cached is not None:
         restore_calibration(model, cached)

@@ -41,7 +41,7 @@ class Validator:
         if self.batches:
             results.update(self._validate(global_step, phase))
         if self.dev and with_dev:
-            results.update(self.dev.evaluate(self.step.model, self.step.pooling, self.device))
+            results.update(self.dev.evaluate(self.step.model))
         return results
 
     def _validate(self, global_step: int, phase: PhaseSettings) -> dict[str, float]:
