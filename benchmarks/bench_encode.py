@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
+
+from common import best_rate  # noqa: E402
 
 from splade.config.export import ExportConfig  # noqa: E402
 from splade.encoders import Encoder  # noqa: E402
@@ -71,12 +72,9 @@ def models(scratch: Path) -> list[tuple[str, Path]]:
 
 def timed(encoder: Encoder, texts: list[str], batch_size: int, repeats: int):
     """Best-of-`repeats` docs/s after one warm-up batch, and the dense output of the last run."""
-    encoder.encode(texts[:batch_size], batch_size=batch_size)
-    best, out = 0.0, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = encoder.encode(texts, batch_size=batch_size)
-        best = max(best, len(texts) / (time.perf_counter() - start))
+    best, out = best_rate(
+        lambda chunk: encoder.encode(chunk, batch_size=batch_size), texts, repeats, warmup=batch_size
+    )
     return best, out.to_dense()
 
 

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 ME5 = SHARED / "models" / "me5-small-koen"
 KOREAN_TRIPLETS = REPO / "data" / "ko" / "train.jsonl"
 DEV_SETS = [SHARED / "data" / "beir" / name for name in ("korquad", "msmarco-ko", "msmarco-koen")]
+
+
+def best_rate(
+    encode: Callable[[list[str]], T], texts: list[str], repeats: int, warmup: int
+) -> tuple[float, T]:
+    """Best-of-`repeats` texts a second of `encode(texts)` after a warm-up call on `warmup` texts, and the
+    last run's output."""
+    encode(texts[:warmup])
+    best, out = 0.0, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = encode(texts)
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return best, out
 
 
 def ensure_triplets(path: Path) -> Path:

@@ -17,10 +17,10 @@ target: the served row at least 1.0x sentence-transformers.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from common import best_rate
 
 TARGET_VS_PEER = 1.0
 POOLINGS = ("plain", "dense", "sparse", None)  # None: as served
@@ -32,17 +32,6 @@ def build_siamese(backbone: Path, out: Path) -> Path:
 
     SpladeModel.from_pretrained(backbone).save_pretrained(out)
     return out
-
-
-def docs_per_second(encode, texts: list[str], repeats: int) -> tuple[float, np.ndarray]:  # noqa: ANN001
-    """Best-of-`repeats` documents a second after one warm-up batch, and the last run's dense vectors."""
-    encode(texts[:8])
-    best, out = 0.0, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = encode(texts)
-        best = max(best, len(texts) / (time.perf_counter() - start))
-    return best, out
 
 
 def pooling_benchmark(args, texts: list[str], source: str) -> None:  # noqa: ANN001 - bench_encode's arguments
@@ -62,17 +51,18 @@ def pooling_benchmark(args, texts: list[str], source: str) -> None:  # noqa: ANN
         peer = SparseEncoder(str(folder), device="cpu")
         peer.max_seq_length = length
 
-        def peer_encode(chunk: list[str]) -> np.ndarray:
-            encoded = peer.encode_document(chunk, batch_size=batch, convert_to_tensor=True)
-            return encoded.to_dense().float().numpy()
-
-        peer_speed, peer_vectors = docs_per_second(peer_encode, texts, args.repeats)
+        peer_speed, peer_out = best_rate(
+            lambda chunk: peer.encode_document(chunk, batch_size=batch, convert_to_tensor=True),
+            texts, args.repeats, batch,
+        )
+        peer_vectors = peer_out.to_dense().float().numpy()
         rows, reference = [], None
         for name in POOLINGS:
             ours.pooling = name
-            speed, vectors = docs_per_second(
-                lambda chunk: ours.encode_documents(chunk, batch_size=batch).to_dense(), texts, args.repeats
+            speed, out = best_rate(
+                lambda chunk: ours.encode_documents(chunk, batch_size=batch), texts, args.repeats, batch
             )
+            vectors = out.to_dense()
             reference = vectors if reference is None else reference
             label = f"splade torch, pooling {name}" if name else "splade torch, as served (served)"
             rows.append((label, speed, float(np.abs(vectors - reference).max())))

@@ -26,20 +26,16 @@ class TorchEncoder(Encoder):
     ) -> None:
         model = SpladeModel.from_pretrained(model_dir)
         device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._attach(
-            model.to(device_).eval(), model_identity(model_dir), None, max_length
-        )
+        self._attach(model.to(device_).eval(), model_identity(model_dir), max_length)
 
     @classmethod
-    def from_model(
-        cls, model: SpladeModel, pooling: str | None = None, name: str = "training"
-    ) -> TorchEncoder:
+    def from_model(cls, model: SpladeModel, name: str = "training") -> TorchEncoder:
         """An encoder over a live model (left in the mode it is in: the caller sets eval / train)."""
         encoder = cls.__new__(cls)
-        encoder._attach(model, name, pooling, None)
+        encoder._attach(model, name, None)
         return encoder
 
-    def _attach(self, model: SpladeModel, name: str, pooling: str | None, max_length: int | None) -> None:
+    def _attach(self, model: SpladeModel, name: str, max_length: int | None) -> None:
         table = None if model.query_weights is None else model.query_weights.detach().float().cpu().numpy()
         super().__init__(
             model.tokenizer,
@@ -51,7 +47,7 @@ class TorchEncoder(Encoder):
         )
         self.model = model
         self.device = model.vocab_keep.device
-        self.pooling = pooling  # None: per batch, the fastest exact forward (`serving_pooling`)
+        self.pooling: str | None = None  # None: per batch, the fastest exact forward (`serving_pooling`)
 
     @property
     def vocab_size(self) -> int:
