@@ -112,6 +112,23 @@ def test_a_cuda_provider_that_cannot_start_falls_back_to_the_cpu_with_one_warnin
         OnnxEncoder(onnx_dir, device="cuda", available_providers=[CUDA, CPU])
 
 
+def test_onnx_on_a_cpu_runs_long_batches_in_slices_with_the_same_vectors(onnx_dir, monkeypatch):
+    """The graph's `[batch, seq, vocab]` logits stay under CPU_LOGITS_PER_RUN a run (ONNX Runtime's CPU arena
+    keeps its peak): a batch runs in slices, and the vectors are those of whole batches."""
+    from splade.encoders import onnx_backend
+
+    encoder = OnnxEncoder(onnx_dir, device="cpu")
+    whole = encoder.encode(TEXTS, batch_size=8).to_dense()
+    seen: list[tuple[int, int]] = []
+    run_cpu = encoder._run_cpu
+    encoder._run_cpu = lambda ids, mask: seen.append(ids.shape) or run_cpu(ids, mask)
+    longest = max(len(ids) for ids in encoder.text_tokenizer.encode(TEXTS, encoder.max_length))
+    monkeypatch.setattr(onnx_backend, "CPU_LOGITS_PER_RUN", 2 * longest * encoder.vocab_size)
+    sliced = encoder.encode(TEXTS, batch_size=8).to_dense()
+    assert max(rows for rows, _ in seen) == 2 and sum(rows for rows, _ in seen) == len(TEXTS)
+    np.testing.assert_allclose(sliced, whole, rtol=1e-5, atol=1e-6)
+
+
 def test_encoding_a_corpus_whole_or_in_window_aligned_parts_gives_the_same_vectors(tiny_model_dir):
     """Texts are batched within windows of ENCODE_WINDOW: shards cut at whole windows encode bit for bit
     what one process encodes (the batches and their padding are the same)."""

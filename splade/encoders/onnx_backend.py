@@ -22,6 +22,11 @@ from splade.model.artifact import ONNX_INPUT_NAMES, ONNX_OUTPUT_NAME, ONNX_VARIA
 from splade.model.query_weights import read_query_weights
 
 log = logging.getLogger(__name__)
+# The exported graph materialises `[batch, seq, vocab]` logits before its max-pool, and ONNX Runtime's CPU
+# arena keeps its peak allocation for the session's life. On a CPU a padded batch runs in slices of at most
+# this many logits (512 MB in fp32): measured on me5-small-koen at 512 tokens, 2 threads, slices of 4
+# passages encode 3.1 docs/s at 1.4 GB peak RSS against 2.1 docs/s at 7.1 GB for whole batches of 32.
+CPU_LOGITS_PER_RUN = 1 << 27
 
 
 def make_session(path: str | Path, providers: Sequence[ProviderSpec], threads: int | None = None):
@@ -119,6 +124,11 @@ class OnnxEncoder(Encoder):
     def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.use_io_binding:
             return self._run_bound(input_ids, attention_mask)
+        rows = max(1, CPU_LOGITS_PER_RUN // (input_ids.shape[1] * self.vocab_size))
+        return np.concatenate([self._run_cpu(input_ids[start:start + rows], attention_mask[start:start + rows])
+                               for start in range(0, len(input_ids), rows)])
+
+    def _run_cpu(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = dict(zip(ONNX_INPUT_NAMES, (input_ids, attention_mask), strict=True))
         return self.session.run([ONNX_OUTPUT_NAME], feeds)[0]
 
