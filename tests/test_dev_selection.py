@@ -113,16 +113,16 @@ def test_a_model_trained_without_expansion_is_served_without_it(tiny_model_dir: 
     cfg = tiny_config(
         tmp_path,
         tiny_model_dir,
-        "model.use_expansion=false",
+        "model.expansion_weight=0",
         "loss.similarity=cosine",
         "training.max_steps=2",
         "output.tensorboard=false",
     )
     best = train(cfg).best_model_dir
     saved = json.loads((best / "splade_config.json").read_text())
-    assert saved["use_expansion"] is False and saved["similarity"] == "cosine"
+    assert saved["expansion_weight"] == 0.0 and saved["similarity"] == "cosine"
     model = SpladeModel.from_pretrained(best)
-    assert model.use_expansion is False
+    assert model.expansion_weight == 0.0
     text = "당뇨병 치료 방법"
     reps = model.encode([text])[0]
     own = set(model.tokenizer(text)["input_ids"])

@@ -92,7 +92,7 @@ def test_cosine_models_are_normalised_and_bag_of_token_models_get_no_module_file
     assert np.allclose(theirs, ours, atol=1e-5)
 
     bag = SpladeModel.from_pretrained(short_model)
-    bag.use_expansion = False
+    bag.expansion_weight = 0.0
     (tmp_path / "bag").mkdir()
     shutil.copytree(tmp_path / "cosine", tmp_path / "bag", dirs_exist_ok=True)  # stale module files
     bag.save_pretrained(tmp_path / "bag")

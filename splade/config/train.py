@@ -20,7 +20,9 @@ class ModelConfig(StrictModel):
 
     name: str
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
-    use_expansion: bool = True  # false: a text may only activate its own tokens (no expansion); saved
+    # weight of the terms a text does not contain (expansion) against its own tokens: 1 is plain SPLADE,
+    # 0 own tokens only; in between, expansion stays learnable but cannot drown the text's own words. Saved
+    expansion_weight: float = Field(default=1.0, ge=0.0, le=1.0)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # pretrained: the backbone's MLM head as it is (or as built); lexical: the head refitted on training
     # texts so each text starts as a bag of its own tokens (see splade.model.lexical_start); auto: lexical

@@ -125,8 +125,9 @@ class OnnxEncoder(Encoder):
         if self.use_io_binding:
             return self._run_bound(input_ids, attention_mask)
         rows = max(1, CPU_LOGITS_PER_RUN // (input_ids.shape[1] * self.vocab_size))
-        return np.concatenate([self._run_cpu(input_ids[start:start + rows], attention_mask[start:start + rows])
-                               for start in range(0, len(input_ids), rows)])
+        starts = range(0, len(input_ids), rows)
+        return np.concatenate([self._run_cpu(input_ids[s:s + rows], attention_mask[s:s + rows])
+                               for s in starts])
 
     def _run_cpu(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = dict(zip(ONNX_INPUT_NAMES, (input_ids, attention_mask), strict=True))

@@ -40,7 +40,7 @@ class SpladeArtifact:
     query_max_length: int | None = None  # served query length (None: max_length)
     doc_max_length: int | None = None  # served document length (None: max_length)
     query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
-    use_expansion: bool = True  # false: a text activates only its own tokens
+    expansion_weight: float = 1.0  # terms a text does not contain weigh this much (0: own tokens only)
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
     backbone_path: str | None = None  # the subfolder holding the masked LM (None: the folder itself)
     vocab_size: int | None = None
@@ -64,7 +64,12 @@ class SpladeArtifact:
         if not isinstance(raw, dict):
             raise SpladeError(f"{path}: expected a JSON object")
         known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        if raw.get("use_expansion") is False and "expansion_weight" not in raw:  # an older folder's flag
+            known["expansion_weight"] = 0.0
         artifact = cls(**known)
+        weight = artifact.expansion_weight
+        if isinstance(weight, bool) or not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
+            raise SpladeError(f"{path}: expansion_weight {artifact.expansion_weight!r} is not in [0, 1]")
         if artifact.similarity not in ("dot", "cosine"):
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
         if artifact.query_encoder not in ("model", "idf"):

@@ -108,6 +108,13 @@ def _summary(config: dict[str, Any], backbone: dict[str, Any]) -> str:
             f"{'cosine' if config.get('similarity') == 'cosine' else 'dot product'}.")
 
 
+def _expansion(config: dict[str, Any]) -> str:
+    weight = float(config.get("expansion_weight", 0.0 if config.get("use_expansion") is False else 1.0))
+    if weight == 0.0:
+        return "no (a text's own tokens only)"
+    return "yes" if weight == 1.0 else f"yes, weighed {weight:g} against a text's own tokens"
+
+
 def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     rows = [("model id (what indexes record)", config.get("model_id")),
             ("max sequence length", config.get("max_length")),
@@ -115,7 +122,7 @@ def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, 
             ("output dimensions", config.get("vocab_size")),
             ("pooling / activation",
              f"{config.get('pooling', 'max')} / {config.get('activation', 'log1p_relu')}"),
-            ("expansion", "yes" if config.get("use_expansion", True) else "no (a text's own tokens only)"),
+            ("expansion", _expansion(config)),
             ("similarity", config.get("similarity", "dot"))]
     if config.get("query_encoder") == "idf":
         rows.insert(2, ("queries", "inference-free: their own tokens weighed by `idf.json` (no forward), "

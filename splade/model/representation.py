@@ -53,7 +53,7 @@ class SpladeModel(nn.Module):
         mlm: nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         max_length: int = 128,
-        use_expansion: bool = True,
+        expansion_weight: float = 1.0,
         similarity: Similarity = "dot",
         query_max_length: int | None = None,
     ) -> None:
@@ -64,7 +64,8 @@ class SpladeModel(nn.Module):
         self.tokenizer = tokenizer
         self.max_length = max_length  # documents (and queries of a model without `query_max_length`)
         self.query_max_length = query_max_length or max_length
-        self.use_expansion = use_expansion
+        # terms a text does not contain weigh this much against its own tokens (1: plain SPLADE)
+        self.expansion_weight = expansion_weight
         self.similarity = similarity
         self.head_built = False  # the backbone came without an MLM head (`from_pretrained` sets it)
         # inference-free ("doc-only") models weigh a query's own tokens by this table instead of encoding it
@@ -109,8 +110,9 @@ class SpladeModel(nn.Module):
             pooled = POOL_FUNCTIONS[pooling](hidden, attention_mask, self.decoder.weight, self.decoder.bias)
         # log(1 + ReLU) is monotone, so it commutes with the max: applied to [batch, vocab] only
         reps = torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(pooled.dtype)
-        if not self.use_expansion:
-            reps = reps * bag_of_tokens(input_ids, attention_mask, self.vocab_size).to(reps.dtype)
+        if self.expansion_weight < 1.0:
+            own = bag_of_tokens(input_ids, attention_mask, self.vocab_size).to(reps.dtype)
+            reps = reps * (self.expansion_weight + (1.0 - self.expansion_weight) * own)
         return reps
 
     def encode_query_ids(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
@@ -166,7 +168,7 @@ class SpladeModel(nn.Module):
                 mlm,
                 tokenizer,
                 max_length=artifact.doc_length,
-                use_expansion=artifact.use_expansion,
+                expansion_weight=artifact.expansion_weight,
                 similarity=artifact.similarity,
                 query_max_length=artifact.query_length,
             )
@@ -196,7 +198,7 @@ class SpladeModel(nn.Module):
             doc_max_length=self.max_length,
             query_encoder="idf" if self.inference_free else "model",
             backbone_path=DOCUMENT_DIR if self.inference_free else None,
-            use_expansion=self.use_expansion,
+            expansion_weight=self.expansion_weight,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
             vocab_hash=vocabulary_hash(self.tokenizer),
@@ -210,7 +212,8 @@ class SpladeModel(nn.Module):
 
         Ids the model never activates (special tokens, a padded vocabulary) are saved with a decoder bias
         that keeps them at zero, so sentence-transformers, which applies no vocabulary mask, gives the
-        same vectors. A model it cannot reproduce (no expansion, or no decoder bias) gets no module files.
+        same vectors. A model it cannot reproduce (expansion weighed below own tokens, or no decoder
+        bias) gets no module files.
         An inference-free model keeps its masked LM in the subfolder its sentence-transformers router
         names (`st_router`), once.
         """
@@ -229,7 +232,7 @@ class SpladeModel(nn.Module):
         if self.query_weights is not None:
             write_query_weights(directory, self.tokenizer, self.query_weights.detach())
         self.artifact(model_id or f"splade-{weights_fingerprint(weights)}").write(directory)
-        if not (silenced and self.use_expansion):
+        if not (silenced and self.expansion_weight == 1.0):
             remove_module_files(directory)
         elif self.query_weights is not None:
             write_router_files(directory, self.tokenizer, self.query_weights.detach(), self.max_length,

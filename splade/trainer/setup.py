@@ -109,7 +109,7 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     # the lengths it is served with (dev selection encodes at them too); training batches carry their own
     model.max_length = cfg.doc_max_length or config.data.max_length
     model.query_max_length = cfg.query_max_length or config.data.query_max_length or config.data.max_length
-    model.use_expansion = cfg.use_expansion
+    model.expansion_weight = cfg.expansion_weight
     model.similarity = config.loss.similarity
     model.to(device).train()
     if config.training.compile:
