@@ -53,6 +53,7 @@ VARIANTS: dict[str, list[str]] = {
     "pooling=dense": ["training.pooling=dense"],
     "pooling=sparse": ["training.pooling=sparse"],
     "no distillation": ["loss.lambda_kd=0"],
+    "expansion weight 1": ["model.expansion_weight=1"],
     "torch.compile": ["training.compile=true"],
 }
 PEER = "sentence-transformers"
