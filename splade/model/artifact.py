@@ -31,6 +31,13 @@ QueryEncoderKind = Literal["model", "idf"]
 QUERY_WEIGHTS_NAME = "idf.json"  # an inference-free model's query weights, {token: weight}
 
 
+def saved_expansion_weight(raw: dict[str, Any]) -> Any:
+    """A `splade_config.json`'s expansion weight as saved: an older folder's `use_expansion: false` is 0."""
+    if "expansion_weight" in raw:
+        return raw["expansion_weight"]
+    return 0.0 if raw.get("use_expansion") is False else 1.0
+
+
 @dataclass
 class SpladeArtifact:
     """The contents of `splade_config.json`."""
@@ -64,12 +71,10 @@ class SpladeArtifact:
         if not isinstance(raw, dict):
             raise SpladeError(f"{path}: expected a JSON object")
         known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
-        if raw.get("use_expansion") is False and "expansion_weight" not in raw:  # an older folder's flag
-            known["expansion_weight"] = 0.0
-        artifact = cls(**known)
-        weight = artifact.expansion_weight
+        known["expansion_weight"] = weight = saved_expansion_weight(raw)
         if isinstance(weight, bool) or not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
-            raise SpladeError(f"{path}: expansion_weight {artifact.expansion_weight!r} is not in [0, 1]")
+            raise SpladeError(f"{path}: expansion_weight {weight!r} is not in [0, 1]")
+        artifact = cls(**known)
         if artifact.similarity not in ("dot", "cosine"):
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
         if artifact.query_encoder not in ("model", "idf"):

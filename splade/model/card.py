@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from splade.atomic import atomic_file
+from splade.model.artifact import saved_expansion_weight
 
 CARD_NAME = "README.md"
 FRONT = "---\n"
@@ -109,7 +110,7 @@ def _summary(config: dict[str, Any], backbone: dict[str, Any]) -> str:
 
 
 def _expansion(config: dict[str, Any]) -> str:
-    weight = float(config.get("expansion_weight", 0.0 if config.get("use_expansion") is False else 1.0))
+    weight = float(saved_expansion_weight(config))
     if weight == 0.0:
         return "no (a text's own tokens only)"
     return "yes" if weight == 1.0 else f"yes, weighed {weight:g} against a text's own tokens"
