@@ -82,6 +82,33 @@ def test_dev_sample_keeps_judged_documents_and_is_fixed(tmp_path: Path):
     assert judged <= set(a.doc_ids)
 
 
+def test_near_distractors_are_the_documents_lexically_nearest_to_the_queries(tmp_path: Path):
+    from splade.trainer.dev_eval import character_bigrams, sample_dev_set
+
+    assert character_bigrams("서울의 날씨 a") == ["서울", "울의", "날씨", "a"]
+    folder = tmp_path / "near"
+    (folder / "qrels").mkdir(parents=True)
+    docs = {"gold1": "서울의 날씨는 맑다", "gold2": "부산 바다는 푸르다",
+            "near1": "서울의 날씨는 흐리고 비", "near2": "부산 바다는 차갑다",
+            **{f"far{i}": f"고양이 {i}번이 잠을 잔다" for i in range(20)}}
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "text": t}, ensure_ascii=False) + "\n" for d, t in docs.items()),
+        encoding="utf-8",
+    )
+    queries = {"q1": "서울의 날씨", "q2": "부산 바다"}
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n" for q, t in queries.items()),
+        encoding="utf-8",
+    )
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tgold1\t1\nq2\tgold2\t1\n")
+    near = sample_dev_set(folder, "dev", max_queries=None, max_documents=6, seed=1, near_share=0.5)
+    assert near.doc_ids[:4] == ["gold1", "gold2", "near1", "near2"]
+    assert sum(doc.startswith("far") for doc in near.doc_ids) == 2  # the other half: seeded, random
+    plain = sample_dev_set(folder, "dev", max_queries=None, max_documents=6, seed=1)
+    assert plain.doc_ids[:2] == ["gold1", "gold2"] and len(plain.doc_ids) == 6
+    assert sample_dev_set(folder, "dev", max_queries=None, max_documents=6, seed=1, near_share=0.5) == near
+
+
 def test_best_model_and_early_stop_follow_the_dev_metric(lexical_model: Path, tmp_path: Path):
     beir = write_beir(tmp_path / "devset")
     cfg = tiny_config(

@@ -85,6 +85,32 @@ def test_flops_uniform_and_weighted() -> None:
     assert flops_loss(reps, weights).item() == pytest.approx(0.5 * 4 + 3.0 * 1)
 
 
+def test_flops_prices_expansion_before_the_expansion_weight() -> None:
+    """At expansion weight 0.5 an expansion term is served at half its activation. The FLOPS terms price
+    the activation (v23's `flops_on: activations`), so expansion costs what it cost at weight 1; `served`
+    prices the served weights, a quarter of it."""
+    cfg = load_config(CONFIGS / "train_v23.yaml").loss
+    assert cfg.flops_on == "activations"
+    activations = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 4.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
+    bags = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    served = activations * (0.5 + 0.5 * bags)
+    weights = _weights(flops=1.0, flops_doc=1.0)
+
+    def flops_of(config: object) -> tuple[float, float]:
+        loss = SpladeLoss(config)  # type: ignore[arg-type]
+        x = loss.inputs(served[:2], served[2:3], served[3:], bags[:2], bags[2:3], weights,
+                        negative_bag=bags[3:], expansion_weight=0.5)
+        parts = loss(x, weights).components
+        return parts["flops"].item(), parts["flops_doc"].item()
+
+    priced = (flops_loss(activations[:2]).item(), flops_loss(activations[2:]).item())
+    assert flops_of(cfg) == pytest.approx(priced)
+    assert flops_of(cfg.model_copy(update={"flops_on": "served"})) == pytest.approx(
+        (flops_loss(served[:2]).item(), flops_loss(served[2:]).item())
+    )
+    assert flops_loss(served[:2]) < flops_loss(activations[:2])
+
+
 def test_min_activation_over_top_k() -> None:
     q = torch.tensor([[0.1, 0.2, 0.3, 0.0], [5.0, 4.0, 3.0, 0.0]])
     # row 0: top-2 mean 0.25 -> 1 - 0.25 ; row 1 above threshold -> 0

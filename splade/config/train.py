@@ -114,6 +114,9 @@ class LossConfig(StrictModel):
     lambda_flops_doc: float = Field(default=0.0, ge=0.0)  # FLOPS on documents (the guide: queries only)
     flops_warmup_steps: int = Field(default=0, ge=0)  # quadratic lambda warm-up (SPLADE paper); 0 = off
     use_idf_weighting: bool = False
+    # what the FLOPS terms price: `activations`, the weights before `model.expansion_weight` (an expansion
+    # term pays for its activation in full, as at weight 1, not a quarter of it), or the `served` weights
+    flops_on: Literal["activations", "served"] = "activations"
     idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
     lambda_kd: float = Field(default=0.0, ge=0.0)
     teacher: TeacherConfig | None = None
@@ -220,6 +223,9 @@ class DevConfig(StrictModel):
     max_queries: int | None = Field(default=200, gt=0)  # a fixed, seeded sample per set
     # judged documents of the sampled queries plus seeded distractors up to this many (null: whole corpus)
     max_documents: int | None = Field(default=5000, gt=0)
+    # the share of those distractors that BM25 over character bigrams ranks nearest to the sampled
+    # queries (the rest are random): a small sample that still tells lexical precision apart
+    near_distractors: float = Field(default=0.5, ge=0.0, le=1.0)
     batch_size: int = Field(default=64, gt=0)
 
 

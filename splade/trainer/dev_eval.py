@@ -2,8 +2,10 @@
 
 Each set's sampled queries are scored against its corpus (the judged documents of those queries plus a
 fixed sample of distractors, or the whole corpus) by exact sparse dot products, the way the indexes score,
-and the configured metric (NDCG@10 by default) is averaged over the sets. The samples are fixed for the
-run, so evaluations are comparable across steps. Only the split's `select` half of the queries is used
+and the configured metric (NDCG@10 by default) is averaged over the sets. Half of the distractors (by
+default) are the documents lexically nearest to the queries, so a small sample still separates models
+that a random one scores at 1.0. The samples are fixed for the run, so evaluations are comparable across
+steps. Only the split's `select` half of the queries is used
 (`dev.half`), so reports on the `report` half show a model on queries that never chose it. Texts are
 encoded by the same `Encoder` that serves the model (its lengths, an inference-free query table).
 """
@@ -20,6 +22,7 @@ import scipy.sparse as sp
 
 from splade.config import DevConfig
 from splade.data.beir import load_beir
+from splade.data.bm25 import BM25
 from splade.dev_split import in_half
 from splade.encoders.torch_backend import TorchEncoder
 from splade.evaluation.metrics import evaluate_run, mean_scores
@@ -41,6 +44,30 @@ class DevSet:
     qrels: dict[str, dict[str, int]]
 
 
+def character_bigrams(text: str) -> list[str]:
+    """The character bigrams of each lower-cased word (a one-letter word stays whole): a lexical key
+    that needs no morphological analyser and fits Korean's agglutinated words."""
+    return [word[i : i + 2] if len(word) > 1 else word for word in text.lower().split()
+            for i in range(max(1, len(word) - 1))]
+
+
+def near_documents(queries: list[str], pool: dict[str, str], count: int) -> list[str]:
+    """Up to `count` ids of `pool` that BM25 over character bigrams ranks highest for the queries, taken
+    round-robin: every query's best document, then every query's second best, and so on."""
+    if count <= 0 or not pool:
+        return []
+    ids = sorted(pool)
+    bm25 = BM25([character_bigrams(pool[i]) for i in ids])
+    depth = -(-count // max(1, len(queries)))  # ceil: enough per query to fill `count`
+    ranked = [hits for hits, _ in bm25.search_many([character_bigrams(q) for q in queries], depth)]
+    chosen: dict[str, None] = {}
+    for rank in range(depth):
+        for hits in ranked:
+            if rank < len(hits) and len(chosen) < count:
+                chosen.setdefault(ids[hits[rank]])
+    return list(chosen)
+
+
 def sample_dev_set(
     path: str | Path,
     split: str,
@@ -48,10 +75,11 @@ def sample_dev_set(
     max_documents: int | None,
     seed: int = 0,
     half: str = "all",
+    near_share: float = 0.0,
 ) -> DevSet:
     """The set at `path` with at most `max_queries` judged queries of `half` (`splade.dev_split`) and
-    `max_documents` documents (every judged document of the kept queries first, then seeded
-    distractors)."""
+    `max_documents` documents: every judged document of the kept queries first, then distractors, a
+    `near_share` of them the nearest to the queries by BM25 over character bigrams, the rest seeded."""
     data = load_beir(path, split=split)
     rnd = random.Random(seed)
     qids = in_half(sorted(data.judged_queries()), half)
@@ -61,7 +89,12 @@ def sample_dev_set(
     judged = sorted({doc for judgements in qrels.values() for doc in judgements if doc in data.corpus})
     others = sorted(set(data.corpus) - set(judged))
     room = len(others) if max_documents is None else max(0, max_documents - len(judged))
-    doc_ids = judged + sorted(rnd.sample(others, min(room, len(others))))
+    near: list[str] = []
+    if room < len(others):
+        pool = {doc: data.corpus[doc].full_text for doc in others}
+        near = near_documents([data.queries[q] for q in qids], pool, round(room * near_share))
+        others = sorted(set(others) - set(near))
+    doc_ids = judged + sorted(near) + sorted(rnd.sample(others, min(room - len(near), len(others))))
     return DevSet(
         data.name,
         qids,
@@ -83,7 +116,8 @@ class DevEvaluator:
         self.config = config
         self.show_progress = show_progress
         self.sets = [
-            sample_dev_set(path, config.split, config.max_queries, config.max_documents, seed, config.half)
+            sample_dev_set(path, config.split, config.max_queries, config.max_documents, seed, config.half,
+                           config.near_distractors)
             for path in config.sets
         ]
         for dev in self.sets:

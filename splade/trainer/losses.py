@@ -67,10 +67,24 @@ class LossInputs:
     teacher_scores: Tensor | None = None
     false_negatives: Tensor | None = None
     queries_by_table: bool = False  # inference-free: queries are a weight table's entries
+    negative_bag: Tensor | None = None  # `[batch, vocab]` own tokens of the hard negatives
+    expansion_weight: float = 1.0  # the model's weight of terms a text does not contain
 
     @property
     def docs(self) -> Tensor:
         return torch.cat([self.p, self.n], dim=0)
+
+    def activations(self, reps: Tensor, bag: Tensor | None) -> Tensor:
+        """What the FLOPS terms price (`loss.flops_on`): `reps` before the expansion weight, or as served.
+        An own token (`bag` 1) is unchanged; an expansion term is divided by the weight it was served at."""
+        w = self.expansion_weight
+        if self.config.flops_on == "served" or bag is None or not 0.0 < w < 1.0:
+            return reps
+        return reps / (w + (1.0 - w) * bag)
+
+    def document_bag(self) -> Tensor | None:
+        """`[2*batch, vocab]` own tokens of `docs` (None without the negatives' bag)."""
+        return None if self.negative_bag is None else torch.cat([self.positive_bag, self.negative_bag])
 
     def scores(self) -> Tensor:
         """`[batch, 2*batch]` query x document scores as the model is served."""
@@ -147,12 +161,12 @@ def _margin(x: LossInputs) -> Tensor:
 
 @loss_term("flops")
 def _flops(x: LossInputs) -> Tensor | None:
-    return None if x.queries_by_table else flops_loss(x.q, x.flops_weights)
+    return None if x.queries_by_table else flops_loss(x.activations(x.q, x.query_bag), x.flops_weights)
 
 
 @loss_term("flops_doc")
 def _flops_doc(x: LossInputs) -> Tensor:
-    return flops_loss(x.docs, x.flops_weights)
+    return flops_loss(x.activations(x.docs, x.document_bag()), x.flops_weights)
 
 
 @loss_term("min_act")
@@ -219,6 +233,8 @@ class SpladeLoss(nn.Module):
         teacher_scores: Tensor | None = None,
         false_negatives: Tensor | None = None,
         queries_by_table: bool = False,
+        negative_bag: Tensor | None = None,
+        expansion_weight: float = 1.0,
     ) -> LossInputs:
         return LossInputs(
             q,
@@ -232,6 +248,8 @@ class SpladeLoss(nn.Module):
             teacher_scores,
             false_negatives,
             queries_by_table,
+            negative_bag,
+            expansion_weight,
         )
 
     def forward(self, x: LossInputs, weights: LossWeights) -> LossOutput:

@@ -135,12 +135,14 @@ class TrainStep:
         width = self.model.vocab_size
         query_bag = bag_of_tokens(batch.query_ids, batch.query_mask, width) * keep
         positive_bag = bag_of_tokens(batch.doc_ids[:local], batch.doc_mask[:local], width) * keep
+        negative_bag = bag_of_tokens(batch.doc_ids[local:], batch.doc_mask[local:], width) * keep
         p, n = docs[:local], docs[local:]
         if gather and self.distributed.enabled:
             gather_all = self.distributed.gather
             q, p, n = gather_all(q), gather_all(p), gather_all(n)
             with torch.no_grad():
                 query_bag, positive_bag = gather_all(query_bag), gather_all(positive_bag)
+                negative_bag = gather_all(negative_bag)
         teacher_scores = None
         if with_teacher and self.teacher is not None and weights.of("kd") > 0:
             documents = np.concatenate([batch.positive_rows, batch.negative_rows])
@@ -148,7 +150,8 @@ class TrainStep:
         false_negatives = batch.false_negatives() if self.mask_false_negatives else None
         by_table = self.model.inference_free
         inputs = self.loss_fn.inputs(
-            q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives, by_table
+            q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives, by_table,
+            negative_bag, self.model.expansion_weight,
         )
         out = self.loss_fn(inputs, weights)
         if self.measure_shares:
