@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
-from common import best_rate  # noqa: E402
+from common import best_rate, print_table  # noqa: E402
 
 from splade.config.export import ExportConfig  # noqa: E402
 from splade.encoders import Encoder  # noqa: E402
@@ -121,8 +121,7 @@ def main() -> None:
           f"devices: {', '.join(devices)}{note}")
     header = (f"{'model':<16} {'device':<5} {'backend':<34} {'docs/s':>8} {'vs torch':>9} "
               f"{'max|diff|':>10} {'top-32 ovl':>10}")
-    print(header)
-    print("-" * len(header))
+    print_table(header)
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         scratch = Path(tmp)
         for name, path in models(scratch):

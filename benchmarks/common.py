@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +30,15 @@ def best_rate(
         out = encode(texts)
         best = max(best, len(texts) / (time.perf_counter() - start))
     return best, out
+
+
+def print_table(header: str, lines: Iterable[str] = ()) -> None:
+    """A table's header, a rule as wide as it, then `lines` (a table that streams its rows prints them
+    itself)."""
+    print(header)
+    print("-" * len(header))
+    for line in lines:
+        print(line)
 
 
 def ensure_triplets(path: Path) -> Path:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import print_table
 
 BATCH = 256  # queries per call in batch mode (below the size at which splade lets the tokenizer fan out)
 TARGET_MS = 0.1
@@ -123,13 +124,11 @@ def query_benchmark(args) -> None:  # noqa: ANN001 - bench_encode's parsed argum
     print(f"inference-free query encoding, 1 CPU thread: {len(queries)} msmarco-ko queries "
           f"({len(some)} on the siamese ONNX), {backbone.name}, queries cut at 64 tokens")
     header = f"{'mode':<10} {'encoder':<40} {'ms/query':>9} {'vs table':>9}"
-    print(header)
-    print("-" * len(header))
-    for mode, name, ms in rows:
-        base = next(value for m, n, value in rows if m == mode and n.startswith("splade table"))
-        print(f"{mode:<10} {name:<40} {ms:9.4f} {ms / base:8.1f}x")
+    base = {m: value for m, n, value in rows if n.startswith("splade table")}
+    print_table(header, (f"{mode:<10} {name:<40} {ms:9.4f} {ms / base[mode]:8.1f}x"
+                         for mode, name, ms in rows))
     for mode in ("batch", "one query"):
-        mine = next(ms for m, n, ms in rows if m == mode and n.startswith("splade table"))
+        mine = base[mode]
         onnx = next(ms for m, n, ms in rows if m == mode and n.startswith("siamese"))
         verdict = "met" if mine <= TARGET_MS and onnx / mine >= TARGET_SPEEDUP else "MISSED"
         print(f"{mode}: table {mine:.4f} ms/query (target <= {TARGET_MS}), {onnx / mine:.0f}x faster than "

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import best_rate
+from common import best_rate, print_table
 
 TARGET_VS_PEER = 1.0
 POOLINGS = ("plain", "dense", "sparse", None)  # None: as served
@@ -71,10 +71,8 @@ def pooling_benchmark(args, texts: list[str], source: str) -> None:  # noqa: ANN
     print(f"document encoding on the CPU ({torch.get_num_threads()} threads): {len(texts)} texts ({source}), "
           f"{backbone.name}, batch {batch}, documents cut at {length} tokens")
     header = f"{'encoder':<40} {'docs/s':>8} {'vs ST':>7} {'max|diff| vs plain':>19}"
-    print(header)
-    print("-" * len(header))
-    for name, speed, diff in rows:
-        print(f"{name:<40} {speed:8.2f} {speed / peer_speed:6.2f}x {diff:19.1e}")
+    print_table(header, (f"{name:<40} {speed:8.2f} {speed / peer_speed:6.2f}x {diff:19.1e}"
+                         for name, speed, diff in rows))
     served = next(speed for name, speed, _ in rows if name.endswith("(served)"))
     fastest = max(rows[:-1], key=lambda row: row[1])[0]
     verdict = "met" if served / peer_speed >= TARGET_VS_PEER else "MISSED"
