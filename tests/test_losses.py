@@ -85,7 +85,7 @@ def test_flops_uniform_and_weighted() -> None:
     assert flops_loss(reps, weights).item() == pytest.approx(0.5 * 4 + 3.0 * 1)
 
 
-def test_flops_prices_expansion_before_the_expansion_weight() -> None:
+def test_flops_prices_terms_before_the_model_scales_them() -> None:
     """At expansion weight 0.5 an expansion term is served at half its activation. The FLOPS terms price
     the activation (v23's `flops_on: activations`), so expansion costs what it cost at weight 1; `served`
     prices the served weights, a quarter of it."""
@@ -93,13 +93,14 @@ def test_flops_prices_expansion_before_the_expansion_weight() -> None:
     assert cfg.flops_on == "activations"
     activations = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 4.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
     bags = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    served = activations * (0.5 + 0.5 * bags)
+    scales = 0.5 + 0.5 * bags
+    served = activations * scales
     weights = _weights(flops=1.0, flops_doc=1.0)
 
     def flops_of(config: object) -> tuple[float, float]:
         loss = SpladeLoss(config)  # type: ignore[arg-type]
         x = loss.inputs(served[:2], served[2:3], served[3:], bags[:2], bags[2:3], weights,
-                        negative_bag=bags[3:], expansion_weight=0.5)
+                        query_scales=scales[:2], doc_scales=scales[2:])
         parts = loss(x, weights).components
         return parts["flops"].item(), parts["flops_doc"].item()
 

@@ -15,6 +15,15 @@ from pydantic import Field, field_validator, model_validator
 from splade.config.loading import StrictModel, load_yaml_model, validate
 
 
+class Bm25Config(StrictModel):
+    """BM25's term-frequency part on every term (`splade.model.term_weights`)."""
+
+    k1: float = Field(default=1.2, gt=0.0)  # term-frequency saturation
+    b: float = Field(default=0.75, ge=0.0, le=1.0)  # length normalisation
+    # training documents whose length at the served document length gives the average length
+    length_sample: int = Field(default=2000, gt=0)
+
+
 class ModelConfig(StrictModel):
     """The backbone: any Hugging Face masked-LM by hub id or local path."""
 
@@ -23,6 +32,9 @@ class ModelConfig(StrictModel):
     # weight of the terms a text does not contain (expansion) against its own tokens: 1 is plain SPLADE,
     # 0 own tokens only; in between, expansion stays learnable but cannot drown the text's own words. Saved
     expansion_weight: float = Field(default=1.0, ge=0.0, le=1.0)
+    # BM25's term-frequency saturation and length normalisation on every term of a text: an own token by
+    # its count, an expansion term as one occurrence at expansion_weight (null: off, plain SPLADE). Saved
+    bm25: Bm25Config | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # pretrained: the backbone's MLM head as it is (or as built); lexical: the head refitted on training
     # texts so each text starts as a bag of its own tokens (see splade.model.lexical_start); auto: lexical
@@ -114,8 +126,9 @@ class LossConfig(StrictModel):
     lambda_flops_doc: float = Field(default=0.0, ge=0.0)  # FLOPS on documents (the guide: queries only)
     flops_warmup_steps: int = Field(default=0, ge=0)  # quadratic lambda warm-up (SPLADE paper); 0 = off
     use_idf_weighting: bool = False
-    # what the FLOPS terms price: `activations`, the weights before `model.expansion_weight` (an expansion
-    # term pays for its activation in full, as at weight 1, not a quarter of it), or the `served` weights
+    # what the FLOPS terms price: `activations`, the weights before `model.expansion_weight` and
+    # `model.bm25` multiply them (an expansion term pays for its activation in full, as at weight 1, not a
+    # quarter of it), or the `served` weights
     flops_on: Literal["activations", "served"] = "activations"
     idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
     lambda_kd: float = Field(default=0.0, ge=0.0)

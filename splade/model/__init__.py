@@ -9,7 +9,8 @@ from splade.model.artifact import (
     model_identity,
     vocabulary_hash,
 )
-from splade.model.representation import ExportGraph, SpladeModel, bag_of_tokens
+from splade.model.representation import ExportGraph, SpladeModel
+from splade.model.term_weights import TermSaturation, bag_of_tokens
 
 __all__ = [
     "ExportGraph",
@@ -19,6 +20,7 @@ __all__ = [
     "SPLADE_CONFIG_NAME",
     "SpladeArtifact",
     "SpladeModel",
+    "TermSaturation",
     "bag_of_tokens",
     "model_identity",
     "vocabulary_hash",

@@ -2,7 +2,8 @@
 
 A trained folder is a Hugging Face masked-LM folder (`save_pretrained`) plus `splade_config.json`, which
 says how to turn the backbone's logits into the served vector: pooling, activation, max length,
-whether terms may expand beyond the text's own tokens, and the score the model was trained for; and
+how much terms beyond the text's own tokens weigh, BM25's term weighting, and the score the model was
+trained for; and
 sentence-transformers' module files (`st_format`), so `SparseEncoder(folder)` computes the same vectors.
 An ONNX export holds the graph files, the tokenizer, the same `splade_config.json`, and the weights and
 module files too. A folder trained by sentence-transformers (no `splade_config.json`) is read through
@@ -21,6 +22,7 @@ from splade.atomic import write_json
 from splade.errors import SpladeError
 from splade.fingerprint import weights_fingerprint  # noqa: F401 - its old home
 from splade.model.st_format import read_module_files
+from splade.model.term_weights import TermSaturation
 
 SPLADE_CONFIG_NAME = "splade_config.json"
 ONNX_INPUT_NAMES = ("input_ids", "attention_mask")
@@ -48,6 +50,7 @@ class SpladeArtifact:
     doc_max_length: int | None = None  # served document length (None: max_length)
     query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
     expansion_weight: float = 1.0  # terms a text does not contain weigh this much (0: own tokens only)
+    bm25: dict[str, float] | None = None  # BM25's term-frequency part: k1, b, average_length (None: off)
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
     backbone_path: str | None = None  # the subfolder holding the masked LM (None: the folder itself)
     vocab_size: int | None = None
@@ -75,6 +78,10 @@ class SpladeArtifact:
         if isinstance(weight, bool) or not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
             raise SpladeError(f"{path}: expansion_weight {weight!r} is not in [0, 1]")
         artifact = cls(**known)
+        try:
+            artifact.term_saturation  # noqa: B018 - validates the saved `bm25` object
+        except ValueError as exc:
+            raise SpladeError(f"{path}: {exc}") from None
         if artifact.similarity not in ("dot", "cosine"):
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
         if artifact.query_encoder not in ("model", "idf"):
@@ -83,6 +90,11 @@ class SpladeArtifact:
         if inner.is_absolute() or ".." in inner.parts:
             raise SpladeError(f"{path}: backbone_path {artifact.backbone_path!r} is not a subfolder")
         return artifact
+
+    @property
+    def term_saturation(self) -> TermSaturation | None:
+        """The saved BM25 term weighting (`splade.model.term_weights`), or None."""
+        return None if self.bm25 is None else TermSaturation.from_json(self.bm25)
 
     @property
     def query_length(self) -> int:

@@ -116,6 +116,14 @@ def _expansion(config: dict[str, Any]) -> str:
     return "yes" if weight == 1.0 else f"yes, weighed {weight:g} against a text's own tokens"
 
 
+def _term_weighting(config: dict[str, Any]) -> str | None:
+    bm25 = config.get("bm25")
+    if not isinstance(bm25, dict):
+        return None
+    return (f"BM25's term-frequency part: k1 {bm25.get('k1')}, b {bm25.get('b')}, average document length "
+            f"{bm25.get('average_length', 0):.1f} tokens")
+
+
 def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     rows = [("model id (what indexes record)", config.get("model_id")),
             ("max sequence length", config.get("max_length")),
@@ -124,6 +132,7 @@ def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, 
             ("pooling / activation",
              f"{config.get('pooling', 'max')} / {config.get('activation', 'log1p_relu')}"),
             ("expansion", _expansion(config)),
+            ("term weighting", _term_weighting(config)),
             ("similarity", config.get("similarity", "dot"))]
     if config.get("query_encoder") == "idf":
         rows.insert(2, ("queries", "inference-free: their own tokens weighed by `idf.json` (no forward), "

@@ -33,16 +33,7 @@ from splade.model.query_weights import (
 )
 from splade.model.st_format import DOCUMENT_DIR, read_module_files, remove_module_files, write_module_files
 from splade.model.st_router import weights_folder, write_router_files
-
-
-def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, width: int) -> Tensor:
-    """`[batch, width]` 0/1 indicator of the token ids each text contains.
-
-    A plain scatter (it exports to ONNX as ScatterElements): every kept position of one id writes 1;
-    padded positions write 0, but only at the padding id, which is a special token and never active.
-    """
-    bag = torch.zeros(input_ids.shape[0], width, device=input_ids.device, dtype=torch.float32)
-    return bag.scatter(1, input_ids, attention_mask.to(bag.dtype))
+from splade.model.term_weights import TermSaturation, bag_of_tokens, term_scales
 
 
 class SpladeModel(nn.Module):
@@ -66,6 +57,8 @@ class SpladeModel(nn.Module):
         self.query_max_length = query_max_length or max_length
         # terms a text does not contain weigh this much against its own tokens (1: plain SPLADE)
         self.expansion_weight = expansion_weight
+        # BM25's term-frequency saturation and length normalisation of every term (None: off)
+        self.term_saturation: TermSaturation | None = None
         self.similarity = similarity
         self.head_built = False  # the backbone came without an MLM head (`from_pretrained` sets it)
         # inference-free ("doc-only") models weigh a query's own tokens by this table instead of encoding it
@@ -110,10 +103,15 @@ class SpladeModel(nn.Module):
             pooled = POOL_FUNCTIONS[pooling](hidden, attention_mask, self.decoder.weight, self.decoder.bias)
         # log(1 + ReLU) is monotone, so it commutes with the max: applied to [batch, vocab] only
         reps = torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(pooled.dtype)
-        if self.expansion_weight < 1.0:
-            own = bag_of_tokens(input_ids, attention_mask, self.vocab_size).to(reps.dtype)
-            reps = reps * (self.expansion_weight + (1.0 - self.expansion_weight) * own)
-        return reps
+        scales = self.term_scales(input_ids, attention_mask)
+        return reps if scales is None else reps * scales.to(reps.dtype)
+
+    def term_scales(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """`[batch, vocab]` what multiplies each term after the activation: the expansion weight and BM25's
+        term-frequency part (`splade.model.term_weights`); None when nothing does."""
+        return term_scales(
+            input_ids, attention_mask, self.vocab_keep, self.expansion_weight, self.term_saturation
+        )
 
     def encode_query_ids(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
         """`[batch, vocab]` query vectors: the table's weights of the query's own tokens for an
@@ -172,6 +170,7 @@ class SpladeModel(nn.Module):
                 similarity=artifact.similarity,
                 query_max_length=artifact.query_length,
             )
+            model.term_saturation = artifact.term_saturation
             if artifact.query_encoder == "idf":
                 model.set_query_weights(read_query_weights(folder, tokenizer, model.vocab_size))
         elif st_model is not None:
@@ -199,6 +198,7 @@ class SpladeModel(nn.Module):
             query_encoder="idf" if self.inference_free else "model",
             backbone_path=DOCUMENT_DIR if self.inference_free else None,
             expansion_weight=self.expansion_weight,
+            bm25=self.term_saturation.as_json() if self.term_saturation else None,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
             vocab_hash=vocabulary_hash(self.tokenizer),
@@ -213,7 +213,7 @@ class SpladeModel(nn.Module):
         Ids the model never activates (special tokens, a padded vocabulary) are saved with a decoder bias
         that keeps them at zero, so sentence-transformers, which applies no vocabulary mask, gives the
         same vectors. A model it cannot reproduce (expansion weighed below own tokens, or no decoder
-        bias) gets no module files.
+        bias, BM25 term weighting) gets no module files.
         An inference-free model keeps its masked LM in the subfolder its sentence-transformers router
         names (`st_router`), once.
         """
@@ -232,7 +232,7 @@ class SpladeModel(nn.Module):
         if self.query_weights is not None:
             write_query_weights(directory, self.tokenizer, self.query_weights.detach())
         self.artifact(model_id or f"splade-{weights_fingerprint(weights)}").write(directory)
-        if not (silenced and self.expansion_weight == 1.0):
+        if not (silenced and self.expansion_weight == 1.0 and self.term_saturation is None):
             remove_module_files(directory)
         elif self.query_weights is not None:
             write_router_files(directory, self.tokenizer, self.query_weights.detach(), self.max_length,

@@ -67,24 +67,21 @@ class LossInputs:
     teacher_scores: Tensor | None = None
     false_negatives: Tensor | None = None
     queries_by_table: bool = False  # inference-free: queries are a weight table's entries
-    negative_bag: Tensor | None = None  # `[batch, vocab]` own tokens of the hard negatives
-    expansion_weight: float = 1.0  # the model's weight of terms a text does not contain
+    # `[batch, vocab]` / `[2*batch, vocab]` what the model multiplied each term of the queries / `docs` by
+    # after the activation (the expansion weight, BM25's term weighting); None: nothing
+    query_scales: Tensor | None = None
+    doc_scales: Tensor | None = None
 
     @property
     def docs(self) -> Tensor:
         return torch.cat([self.p, self.n], dim=0)
 
-    def activations(self, reps: Tensor, bag: Tensor | None) -> Tensor:
-        """What the FLOPS terms price (`loss.flops_on`): `reps` before the expansion weight, or as served.
-        An own token (`bag` 1) is unchanged; an expansion term is divided by the weight it was served at."""
-        w = self.expansion_weight
-        if self.config.flops_on == "served" or bag is None or not 0.0 < w < 1.0:
+    def activations(self, reps: Tensor, scales: Tensor | None) -> Tensor:
+        """What the FLOPS terms price (`loss.flops_on`): `reps` as served, or before the model's term
+        scales multiplied them (an expansion term at weight 0.5 then pays for its activation in full)."""
+        if self.config.flops_on == "served" or scales is None:
             return reps
-        return reps / (w + (1.0 - w) * bag)
-
-    def document_bag(self) -> Tensor | None:
-        """`[2*batch, vocab]` own tokens of `docs` (None without the negatives' bag)."""
-        return None if self.negative_bag is None else torch.cat([self.positive_bag, self.negative_bag])
+        return reps / scales.clamp_min(1e-6)  # a term scaled by 0 is 0: it stays 0
 
     def scores(self) -> Tensor:
         """`[batch, 2*batch]` query x document scores as the model is served."""
@@ -161,12 +158,12 @@ def _margin(x: LossInputs) -> Tensor:
 
 @loss_term("flops")
 def _flops(x: LossInputs) -> Tensor | None:
-    return None if x.queries_by_table else flops_loss(x.activations(x.q, x.query_bag), x.flops_weights)
+    return None if x.queries_by_table else flops_loss(x.activations(x.q, x.query_scales), x.flops_weights)
 
 
 @loss_term("flops_doc")
 def _flops_doc(x: LossInputs) -> Tensor:
-    return flops_loss(x.activations(x.docs, x.document_bag()), x.flops_weights)
+    return flops_loss(x.activations(x.docs, x.doc_scales), x.flops_weights)
 
 
 @loss_term("min_act")
@@ -233,8 +230,8 @@ class SpladeLoss(nn.Module):
         teacher_scores: Tensor | None = None,
         false_negatives: Tensor | None = None,
         queries_by_table: bool = False,
-        negative_bag: Tensor | None = None,
-        expansion_weight: float = 1.0,
+        query_scales: Tensor | None = None,
+        doc_scales: Tensor | None = None,
     ) -> LossInputs:
         return LossInputs(
             q,
@@ -248,8 +245,8 @@ class SpladeLoss(nn.Module):
             teacher_scores,
             false_negatives,
             queries_by_table,
-            negative_bag,
-            expansion_weight,
+            query_scales,
+            doc_scales,
         )
 
     def forward(self, x: LossInputs, weights: LossWeights) -> LossOutput:

@@ -18,7 +18,7 @@ import torch
 from splade.config import DevConfig, TrainConfig
 from splade.errors import SpladeError
 from splade.fingerprint import files_fingerprint, key_of
-from splade.model import SpladeModel, model_identity
+from splade.model import SpladeModel, TermSaturation, model_identity
 from splade.model.lexical_start import LexicalStart
 from splade.model.pooling import default_pooling
 from splade.model.tokenization import TextTokenizer
@@ -115,6 +115,24 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     if config.training.compile:
         model.mlm.compile(dynamic=True)
     return model
+
+
+def apply_term_saturation(config: TrainConfig, model: SpladeModel, data: TrainingData) -> None:
+    """Set `model.bm25`'s term weighting: k1 and b from the config, the average length from a seeded
+    sample of the training documents tokenized at the served document length (or turn it off)."""
+    cfg = config.model.bm25
+    if cfg is None:
+        model.term_saturation = None
+        return
+    documents = data.rows.documents()
+    rng = np.random.default_rng(config.training.seed)
+    rows = rng.choice(documents, size=min(len(documents), cfg.length_sample), replace=False)
+    encoded = TextTokenizer(model.tokenizer).encode([data.table.texts[r] for r in rows], model.max_length)
+    keep = model.vocab_keep.cpu().numpy()
+    lengths = [float(keep[ids[ids < len(keep)]].sum()) for ids in encoded]
+    model.term_saturation = TermSaturation(cfg.k1, cfg.b, max(1.0, float(np.mean(lengths))))
+    log.info("BM25 term weighting: k1 %.2f, b %.2f, average document length %.1f tokens",
+             cfg.k1, cfg.b, model.term_saturation.average_length)
 
 
 def start_targets(config: TrainConfig, model: SpladeModel, idf: np.ndarray) -> torch.Tensor:
@@ -277,6 +295,7 @@ def build_run(
         if checkpoint is None and (init == "lexical" or (init == "auto" and model.head_built)):
             lexical = timed("lexical start", lambda: apply_lexical_start(config, model, data, token_idf))
         apply_query_table(config, model, token_idf, fresh=checkpoint is None)
+        apply_term_saturation(config, model, data)
         idf = idf_penalty_weights(df, n_docs) if config.loss.use_idf_weighting else None
         teacher = timed("teacher", lambda: build_teacher(config, data, device))
     loss_fn = SpladeLoss(config.loss, idf).to(device)
