@@ -91,3 +91,19 @@ def test_training_sets_the_average_length_from_its_documents_and_saves_it(
     assert 1.0 <= saturation.average_length <= model.max_length
     card = (result.output_dir / "best_model" / CARD_NAME).read_text(encoding="utf-8")
     assert "| term weighting | BM25's term-frequency part: k1 0.9, b 0.4" in card
+
+
+def test_the_average_length_is_measured_on_the_passages_qa_triplets_retrieve() -> None:
+    """Lexicon and sentence pairs are far shorter than passages: only QA triplets' documents count,
+    unless the files hold none."""
+    from types import SimpleNamespace
+
+    from splade.trainer.batches import TripletRows
+    from splade.trainer.setup import passage_rows
+
+    rows = TripletRows(query=np.array([0, 1, 2]), positive=np.array([3, 4, 5]), negative=np.array([6, 7, 8]))
+    kinds = ["monolingual_qa", "single_term", "cross_lingual_qa"]
+    data = SimpleNamespace(rows=rows, dataset=SimpleNamespace(values=lambda field: kinds))
+    assert passage_rows(data).tolist() == [3, 5, 6, 8]  # type: ignore[arg-type]
+    kinds[:] = ["single_term", "cross_lingual", "paraphrase"]
+    assert passage_rows(data).tolist() == [3, 4, 5, 6, 7, 8]  # type: ignore[arg-type]

@@ -20,7 +20,11 @@ class Bm25Config(StrictModel):
 
     k1: float = Field(default=1.2, gt=0.0)  # term-frequency saturation
     b: float = Field(default=0.75, ge=0.0, le=1.0)  # length normalisation
-    # training documents whose length at the served document length gives the average length
+    # BM25's average document length, in tokens at the served document length. null: measured on the
+    # documents of the QA triplets (`pair_type` *_qa: the passages the model retrieves; all documents
+    # when there are none), a seeded sample of `length_sample`. Lexicon and sentence pairs are far
+    # shorter than passages and would make every passage look long.
+    average_length: float | None = Field(default=None, gt=0.0)
     length_sample: int = Field(default=2000, gt=0)
 
 

@@ -117,22 +117,35 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     return model
 
 
+def passage_rows(data: TrainingData) -> np.ndarray:
+    """Text rows of the documents of the QA triplets (`pair_type` ending in `_qa`), or of every document
+    when the files hold no QA triplets."""
+    qa = np.array([kind.endswith("_qa") for kind in data.dataset.values("pair_type")], dtype=bool)
+    if not qa.any():
+        return data.rows.documents()
+    return np.unique(np.concatenate([data.rows.positive[qa], data.rows.negative[qa]]))
+
+
 def apply_term_saturation(config: TrainConfig, model: SpladeModel, data: TrainingData) -> None:
-    """Set `model.bm25`'s term weighting: k1 and b from the config, the average length from a seeded
-    sample of the training documents tokenized at the served document length (or turn it off)."""
+    """Set `model.bm25`'s term weighting: k1, b and the average length from the config, or the average
+    length measured on a seeded sample of the training passages tokenized at the served document length
+    (or turn it off)."""
     cfg = config.model.bm25
     if cfg is None:
         model.term_saturation = None
         return
-    documents = data.rows.documents()
-    rng = np.random.default_rng(config.training.seed)
-    rows = rng.choice(documents, size=min(len(documents), cfg.length_sample), replace=False)
-    encoded = TextTokenizer(model.tokenizer).encode([data.table.texts[r] for r in rows], model.max_length)
-    keep = model.vocab_keep.cpu().numpy()
-    lengths = [float(keep[ids[ids < len(keep)]].sum()) for ids in encoded]
-    model.term_saturation = TermSaturation(cfg.k1, cfg.b, max(1.0, float(np.mean(lengths))))
+    average = cfg.average_length
+    if average is None:
+        documents = passage_rows(data)
+        rng = np.random.default_rng(config.training.seed)
+        rows = rng.choice(documents, size=min(len(documents), cfg.length_sample), replace=False)
+        texts = [data.table.texts[r] for r in rows]
+        encoded = TextTokenizer(model.tokenizer).encode(texts, model.max_length)
+        keep = model.vocab_keep.cpu().numpy()
+        average = max(1.0, float(np.mean([keep[ids[ids < len(keep)]].sum() for ids in encoded])))
+    model.term_saturation = TermSaturation(cfg.k1, cfg.b, float(average))
     log.info("BM25 term weighting: k1 %.2f, b %.2f, average document length %.1f tokens",
-             cfg.k1, cfg.b, model.term_saturation.average_length)
+             cfg.k1, cfg.b, average)
 
 
 def start_targets(config: TrainConfig, model: SpladeModel, idf: np.ndarray) -> torch.Tensor:
