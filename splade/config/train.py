@@ -69,6 +69,10 @@ class DataConfig(StrictModel):
     val_files: list[Path] = Field(default_factory=list)
     max_length: int = Field(gt=1, le=8192)  # documents (and queries, unless query_max_length is set)
     query_max_length: int | None = Field(default=None, gt=1, le=8192)
+    # which max_length tokens of a longer training document the model reads: first, its opening (the
+    # guide's); query, the span holding the most of its triplet's query tokens, so a cut positive keeps
+    # what makes it relevant (read up to model.doc_max_length, the served length)
+    document_window: Literal["first", "query"] = "first"
     batch_size: int = Field(gt=0)
     skip_invalid: bool = False  # true: skip malformed lines and count them instead of stopping
     epoch_size: int | None = Field(default=None, gt=0)  # samples drawn per epoch (default: dataset size)

@@ -142,6 +142,18 @@ def truncate(ids: np.ndarray, max_length: int | None) -> np.ndarray:
     return np.concatenate([ids[: max_length - 1], ids[-1:]])
 
 
+def query_window(document: np.ndarray, query: np.ndarray, length: int) -> np.ndarray:
+    """The `length` tokens of `document` (its special tokens kept at both ends) whose span holds the most
+    occurrences of the query's tokens; the opening where no span holds more."""
+    if len(document) <= length:
+        return document
+    body, span = document[1:-1], length - 2
+    hits = np.isin(body, query[1:-1]).astype(np.int32)
+    per_span = np.convolve(hits, np.ones(span, dtype=np.int32), "valid")  # hits in the span starting at i
+    start = int(np.argmax(per_span))  # the first of the best: the opening on ties
+    return np.concatenate([document[:1], body[start : start + span], document[-1:]])
+
+
 def make_batch(
     table: TextTable,
     rows: TripletRows,
@@ -149,12 +161,22 @@ def make_batch(
     pad_id: int,
     local: np.ndarray | None = None,
     query_length: int | None = None,
+    document_length: int | None = None,
+    window: str = "first",
 ) -> TripletBatch:
     """The micro-batch of triplets `indices`; this process encodes `local` (a part of them, default all).
-    Queries are cut to `query_length` (the table holds every text at the document length)."""
+    Queries are cut to `query_length`, documents to `document_length` (None: as the table holds them):
+    their opening (`window` "first") or the span nearest their triplet's query ("query")."""
     local = indices if local is None else local
     q, p, n = rows.query[local], rows.positive[local], rows.negative[local]
-    query_ids, query_mask = pad_rows([truncate(ids, query_length) for ids in table.rows(q)], pad_id)
-    doc_ids, doc_mask = pad_rows(table.rows(np.concatenate([p, n])), pad_id)
+    queries = [truncate(ids, query_length) for ids in table.rows(q)]
+    query_ids, query_mask = pad_rows(queries, pad_id)
+    documents = table.rows(np.concatenate([p, n]))
+    if window == "query" and document_length is not None:
+        pairs = zip(documents, queries * 2, strict=True)  # positives, then negatives, each beside its query
+        documents = [query_window(d, query, document_length) for d, query in pairs]
+    else:
+        documents = [truncate(d, document_length) for d in documents]
+    doc_ids, doc_mask = pad_rows(documents, pad_id)
     tensors = [torch.from_numpy(a) for a in (query_ids, query_mask, doc_ids, doc_mask)]
     return TripletBatch(*tensors, rows.query[indices], rows.positive[indices], rows.negative[indices])

@@ -133,6 +133,7 @@ def resume_settings(config: TrainConfig) -> dict[str, Any]:
         "data.epoch_size": data.epoch_size,
         "data.max_length": data.max_length,
         "data.query_max_length": data.query_max_length,
+        "data.document_window": data.document_window,
         "training.max_steps": training.max_steps,  # a budget shapes the schedule (it shrinks to fit)
         "data.train_files": [str(path) for path in data.train_files],
         "training.gradient_accumulation_steps": training.gradient_accumulation_steps,

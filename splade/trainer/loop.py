@@ -379,7 +379,9 @@ class Trainer:
         """The triplets `rows` of a global batch, this process's share tokenized and padded."""
         data = self.data
         pad, local = self.parts.tokenizer.pad_id, self.dist.shard(rows)
-        return make_batch(data.table, data.rows, rows, pad, local, self.config.data.query_max_length)
+        cut = self.config.data
+        return make_batch(data.table, data.rows, rows, pad, local, cut.query_max_length, cut.max_length,
+                          cut.document_window)
 
     def _logs_at(self, step: int) -> bool:
         """A log line (with each term's gradient share) falls on optimizer step `step` (1-based)."""

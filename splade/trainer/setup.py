@@ -30,7 +30,7 @@ from splade.trainer.idf import bm25_idf, idf_penalty_weights
 from splade.trainer.losses import SpladeLoss
 from splade.trainer.schedule import Schedule
 from splade.trainer.step import TrainStep
-from splade.trainer.training_data import TrainingData
+from splade.trainer.training_data import TrainingData, table_length
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -253,11 +253,12 @@ def validation_batches(
 
     val = load_triplets(files, config.data.skip_invalid)
     key = key_of(files_fingerprint(files), config.data.skip_invalid)
-    table, rows = tokenized_triplets(val, tokenizer, config.data.max_length, data.cache, key)
-    size = config.data.batch_size
+    cut = config.data
+    table, rows = tokenized_triplets(val, tokenizer, table_length(config), data.cache, key)
     return [
-        make_batch(table, rows, np.arange(s, min(len(val), s + size)), tokenizer.pad_id)
-        for s in range(0, len(val), size)
+        make_batch(table, rows, np.arange(s, min(len(val), s + cut.batch_size)), tokenizer.pad_id,
+                   None, cut.query_max_length, cut.max_length, cut.document_window)
+        for s in range(0, len(val), cut.batch_size)
     ]
 
 

@@ -56,6 +56,15 @@ def mix_report(dataset: TripletDataset, pool: np.ndarray) -> dict[str, Any]:
     return report
 
 
+def table_length(config: TrainConfig) -> int:
+    """The length training texts are tokenized (and IDF counted) at: the training length, or where a
+    window of each document is read (`data.document_window: query`), the served document length."""
+    data = config.data
+    if data.document_window == "query":
+        return max(data.max_length, config.model.doc_max_length or data.max_length)
+    return data.max_length
+
+
 @dataclass
 class TrainingData:
     """The training set as the loop uses it."""
@@ -77,7 +86,7 @@ class TrainingData:
             )
         cache = ArrayCache.for_files(list(data.train_files), data.cache_dir, config.output.dir / "cache")
         files_key = key_of(files_fingerprint(data.train_files), data.skip_invalid)
-        table, rows = tokenized_triplets(dataset, tokenizer, data.max_length, cache, files_key)
+        table, rows = tokenized_triplets(dataset, tokenizer, table_length(config), cache, files_key)
         pool = capped_pool(dataset.values("source"), data.source_caps, config.training.seed)
         unknown = sorted(set(data.source_caps) - set(dataset.values("source")))
         if unknown:
@@ -102,7 +111,7 @@ class TrainingData:
         """Document frequency of every token over the training documents (or `loss.idf_corpus`), and the
         number of documents; cached."""
         corpus: Path | None = config.loss.idf_corpus
-        max_length = config.data.max_length
+        max_length = table_length(config)
         if corpus is None:
             table, documents, source = self.table, self.rows.documents(), self.files_key
         else:
