@@ -62,6 +62,14 @@ class ModelConfig(StrictModel):
     doc_max_length: int | None = Field(default=None, gt=1, le=8192)
 
 
+class NeighbourConfig(StrictModel):
+    """Near triplets drawn together (`splade.trainer.neighbours`): each drawn triplet of the named pair
+    types brings `size` - 1 of its nearest (same source, positives alike) into its batch. 1: off."""
+
+    size: int = Field(default=1, ge=1)
+    pair_types: list[str] = Field(default_factory=lambda: ["monolingual_qa", "cross_lingual_qa"])
+
+
 class DataConfig(StrictModel):
     """Triplet JSONL files (`query, positive, negative, pair_type, difficulty`) and batching."""
 
@@ -79,6 +87,8 @@ class DataConfig(StrictModel):
     # at most this many triplets of a `source` value in the training pool (a fixed, seeded subset)
     source_caps: dict[str, int] = Field(default_factory=dict)
     cache_dir: Path | None = None  # token ids, IDF and teacher embeddings (default: beside the training file)
+    # near triplets share a batch, so a positive meets passages close to it as in-batch negatives
+    neighbour_groups: NeighbourConfig = Field(default_factory=NeighbourConfig)
 
     @field_validator("source_caps")
     @classmethod

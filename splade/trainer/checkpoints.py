@@ -128,7 +128,7 @@ def _write_checkpoint(target: Path, model, optimizer, scheduler, scaler, state: 
 def resume_settings(config: TrainConfig) -> dict[str, Any]:
     """The settings an exact resume depends on (the epoch order and the micro-batch boundaries)."""
     data, training = config.data, config.training
-    return {
+    settings = {
         "data.batch_size": data.batch_size,
         "data.epoch_size": data.epoch_size,
         "data.max_length": data.max_length,
@@ -139,6 +139,9 @@ def resume_settings(config: TrainConfig) -> dict[str, Any]:
         "training.gradient_accumulation_steps": training.gradient_accumulation_steps,
         "training.seed": training.seed,
     }
+    if data.neighbour_groups.size > 1:  # absent when off, so checkpoints from before it still match
+        settings["data.neighbour_groups"] = data.neighbour_groups.model_dump()
+    return settings
 
 
 def warn_if_settings_changed(path: Path, settings: dict[str, Any]) -> str | None:

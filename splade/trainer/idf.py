@@ -42,11 +42,9 @@ def corpus_texts(path: Path) -> list[str]:
     return texts
 
 
-def document_frequencies(table: TextTable, rows: np.ndarray, vocab_size: int) -> np.ndarray:
-    """How many of the texts `rows` of `table` contain each token id (ids past `vocab_size` ignored).
-
-    The texts' ids form a sparse text x token matrix; merging its duplicate entries leaves each (text,
-    token) once, and a count per token column is the document frequency."""
+def token_matrix(table: TextTable, rows: np.ndarray, vocab_size: int) -> sp.csr_matrix:
+    """The texts `rows` of `table` as a binary text x token matrix (each (text, token) once; at least
+    `vocab_size` columns)."""
     rows = np.asarray(rows, dtype=np.int64)
     starts = table.offsets[rows]
     lengths = table.offsets[rows + 1] - starts
@@ -56,6 +54,14 @@ def document_frequencies(table: TextTable, rows: np.ndarray, vocab_size: int) ->
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     matrix = sp.csr_matrix((np.ones(len(ids), dtype=np.int8), ids, indptr), shape=(len(rows), width))
     matrix.sum_duplicates()
+    matrix.data[:] = 1
+    return matrix
+
+
+def document_frequencies(table: TextTable, rows: np.ndarray, vocab_size: int) -> np.ndarray:
+    """How many of the texts `rows` of `table` contain each token id (ids past `vocab_size` ignored): the
+    count per column of their `token_matrix`."""
+    matrix = token_matrix(table, rows, vocab_size)
     return np.bincount(matrix.indices[matrix.indices < vocab_size], minlength=vocab_size).astype(np.int64)
 
 

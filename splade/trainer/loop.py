@@ -176,7 +176,10 @@ class Trainer:
         """The epoch's triplet indices (the phase's data focus, seeded by the epoch), one row a batch."""
         columns = {k: self.data.values(k) for k in ("pair_type", "difficulty")}
         size = self.parts.micro_batches * self.config.data.batch_size
-        order = epoch_indices(columns, phase.focus, size, self.cfg_t.seed, epoch)
+        order = epoch_indices(
+            columns, phase.focus, size, self.cfg_t.seed, epoch,
+            self.data.nearest, self.config.data.neighbour_groups.size,
+        )
         return self.data.pool[order].reshape(self.parts.micro_batches, -1)
 
     def _micro_batch(self, rows: np.ndarray, b: int, phase: PhaseSettings) -> bool:

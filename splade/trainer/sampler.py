@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from splade.config import FocusConfig
+from splade.trainer.neighbours import neighbour_units
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,33 @@ def epoch_indices(
     size: int,
     seed: int,
     epoch: int,
+    nearest: np.ndarray | None = None,
+    group_size: int = 1,
 ) -> np.ndarray:
-    """The example indices of one epoch (`size` of them), drawn per `focus` and shuffled."""
+    """The example indices of one epoch (`size` of them), drawn per `focus` and shuffled.
+
+    With `nearest` (each index's nearest triplets, -1 padded; see `splade.trainer.neighbours`) and
+    `group_size` > 1, a drawn index brings `group_size` - 1 of its nearest along, and the group stays
+    together in the shuffled order, so it lands in one batch (unless it straddles two)."""
     rng = np.random.default_rng([seed, epoch])
     n = len(next(iter(values.values())))
-    if focus is None:
+    grouped = nearest is not None and group_size > 1
+    if focus is None and not grouped:
         return _draw(np.arange(n), size, rng)
-    column = list(values[focus.by])
-    fractions = group_fractions(column, focus)
-    names = list(fractions)
-    counts = _exact_counts(size, np.array([fractions[v] for v in names]))
-    groups = {v: np.flatnonzero(np.asarray(column, dtype=object) == v) for v in names}
-    picked = np.concatenate([_draw(groups[v], int(c), rng) for v, c in zip(names, counts, strict=True)])
-    return rng.permutation(picked)
+    if focus is None:
+        names, counts, groups = ["all"], np.array([size]), {"all": np.arange(n)}
+    else:
+        column = list(values[focus.by])
+        fractions = group_fractions(column, focus)
+        names = list(fractions)
+        counts = _exact_counts(size, np.array([fractions[v] for v in names]))
+        groups = {v: np.flatnonzero(np.asarray(column, dtype=object) == v) for v in names}
+    if not grouped:
+        picked = np.concatenate([_draw(groups[v], int(c), rng) for v, c in zip(names, counts, strict=True)])
+        return rng.permutation(picked)
+    units = [
+        unit
+        for v, c in zip(names, counts, strict=True)
+        for unit in neighbour_units(_draw(groups[v], int(c), rng), nearest, group_size, int(c), rng)
+    ]
+    return np.concatenate([units[i] for i in rng.permutation(len(units))]) if units else np.zeros(0, np.int64)

@@ -304,6 +304,7 @@ def build_run(
     with dist.main_first():
         data = timed("data", lambda: TrainingData.load(config, tokenizer))
         df, n_docs = timed("idf", lambda: data.document_frequencies(config, tokenizer, model.vocab_size))
+        timed("neighbours", lambda: data.find_neighbours(config, tokenizer, model.vocab_size))
         token_idf = bm25_idf(df, n_docs) * model.vocab_keep.cpu().numpy()
         init = config.model.init
         if checkpoint is None and (init == "lexical" or (init == "auto" and model.head_built)):

@@ -20,6 +20,7 @@ from splade.model.tokenization import TextTokenizer
 from splade.trainer.batches import TextTable, TripletRows, tokenize_table, tokenized_triplets
 from splade.trainer.cache import ArrayCache
 from splade.trainer.idf import corpus_texts, document_frequencies, idf_penalty_weights
+from splade.trainer.neighbours import nearest_triplets
 
 log = logging.getLogger(__name__)
 MIX_FIELDS = ("source", "pair_type", "difficulty")
@@ -75,6 +76,7 @@ class TrainingData:
     pool: np.ndarray  # triplet indices the sampler draws from
     cache: ArrayCache
     files_key: str
+    nearest: np.ndarray | None = None  # per pool position, its nearest triplets (see `find_neighbours`)
 
     @classmethod
     def load(cls, config: TrainConfig, tokenizer: TextTokenizer) -> TrainingData:
@@ -127,6 +129,30 @@ class TrainingData:
             self.cache.save(name, df=df, n_docs=np.asarray(len(documents)))
             return df, len(documents)
         return cached["df"], int(cached["n_docs"])
+
+    def find_neighbours(self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int) -> None:
+        """Fill `nearest` when `data.neighbour_groups.size` > 1: for every pool triplet of the named pair
+        types, the pool positions of its nearest (twice the group's need, so groups vary); cached."""
+        groups = config.data.neighbour_groups
+        if groups.size <= 1:
+            self.nearest = None
+            return
+        count = 2 * (groups.size - 1)
+        kinds = sorted(groups.pair_types)
+        name = "near-" + key_of(
+            self.files_key, tokenizer.fingerprint, table_length(config), vocab_size, count, kinds,
+            sorted(config.data.source_caps.items()), config.training.seed,  # what the pool follows
+        )
+        cached = self.cache.load(name)
+        if cached is not None:
+            self.nearest = cached["nearest"]
+            return
+        sources = np.asarray(self.values("source"), dtype=object)
+        eligible = np.isin(np.asarray(self.values("pair_type"), dtype=object), kinds)
+        self.nearest = nearest_triplets(
+            self.table, self.rows, self.pool, sources, eligible, vocab_size, count
+        )
+        self.cache.save(name, nearest=self.nearest)
 
     def idf_weights(self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int) -> torch.Tensor:
         """FLOPS penalty weights from the document frequencies (see `document_frequencies`)."""
