@@ -44,7 +44,7 @@ def nearest_triplets(
         positives = rows.positive[pool[members]]
         queries = rows.query[pool[members]]
         matrix = token_matrix(table, positives, vocab_size).astype(np.float32)
-        df = np.asarray((matrix > 0).sum(axis=0)).ravel()
+        df = np.asarray(matrix.sum(axis=0)).ravel()  # the matrix is binary
         weights = bm25_idf(df, len(members)) * (df <= max(1, COMMON_SHARE * len(members)))
         matrix = (matrix @ sp.diags(weights.astype(np.float32))).tocsr()
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
@@ -71,7 +71,7 @@ def nearest_triplets(
 
 
 def neighbour_units(
-    seeds: np.ndarray, nearest: np.ndarray | None, size: int, count: int, rng: np.random.Generator
+    seeds: np.ndarray, nearest: np.ndarray, size: int, count: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """Groups of pool positions totalling `count`: each seed in turn with up to `size` - 1 of its nearest
     triplets (picked at random among them), until `count` positions are taken."""
@@ -80,12 +80,8 @@ def neighbour_units(
     for seed in seeds:
         if taken >= count:
             break
-        group = [int(seed)]
-        if nearest is not None and size > 1:
-            near = nearest[seed][nearest[seed] >= 0]
-            if len(near):
-                group.extend(rng.permutation(near)[: size - 1].tolist())
-        group = group[: count - taken]
+        near = nearest[seed][nearest[seed] >= 0]
+        group = [int(seed), *rng.permutation(near)[: size - 1].tolist()][: count - taken]
         units.append(np.asarray(group, dtype=np.int64))
         taken += len(group)
     return units
