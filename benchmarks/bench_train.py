@@ -134,6 +134,7 @@ def run_splade(args: argparse.Namespace, overrides: list[str], out: Path) -> dic
             teacher,
             "dev.sets=[]",
             f"training.max_steps={total}",
+            "training.early_stopping_patience=null",  # every step runs: a timing must not stop early
             f"training.device={args.device}",
             "training.logging_steps=1000000",
             "training.save_steps=null",
