@@ -16,6 +16,7 @@ import logging
 import numpy as np
 from scipy import sparse as sp
 
+from splade.data.bm25 import top_k_of
 from splade.trainer.batches import TextTable, TripletRows
 from splade.trainer.idf import bm25_idf, token_matrix
 
@@ -55,13 +56,9 @@ def nearest_triplets(
             scores = (matrix[block] @ transposed).toarray()
             scores[positives[block, None] == positives[None, :]] = -np.inf  # itself, or the same positive
             scores[queries[block, None] == queries[None, :]] = -np.inf  # other positives of one query
-            take = min(4 * count, len(members) - 1)  # candidates; those repeating a positive are skipped
-            best = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-            best_scores = np.take_along_axis(scores, best, axis=1)
-            order = np.argsort(-best_scores, axis=1, kind="stable")
-            best, best_scores = (np.take_along_axis(a, order, axis=1) for a in (best, best_scores))
-            for row, (candidates, candidate_scores) in enumerate(zip(best, best_scores, strict=True)):
-                kept = _distinct_positives(candidates[candidate_scores > 0], positives, count)
+            for row, row_scores in enumerate(scores):
+                candidates, _ = top_k_of(row_scores, 4 * count)  # those repeating a positive are skipped
+                kept = _distinct_positives(candidates, positives, count)
                 nearest[members[start + row], : len(kept)] = members[kept]
     log.info(
         "neighbour groups: %d of %d triplets have a near triplet",
