@@ -53,6 +53,10 @@ class ModelConfig(StrictModel):
     # a query x document score at step 0 is about this times the sum of the shared tokens' IDF: small
     # enough that InfoNCE and distillation at temperature 1 are not saturated (scores in the tens)
     start_score_scale: float = Field(default=1.0, gt=0.0)
+    # the share of that start weight a text's own token keeps as a fixed floor (`lexical_floor.json`, saved):
+    # the encoder's weights count the rest on top, so training can add expansion and raise a token but never
+    # take an own token below this share of its BM25-like weight. 0: off, plain SPLADE
+    lexical_floor: float = Field(default=0.0, ge=0.0, lt=1.0)
     # model: queries pass through the encoder like documents; idf: inference-free ("doc-only"), a query is
     # its own tokens weighted by a table that starts as the training documents' IDF
     query_encoder: Literal["model", "idf"] = "model"
@@ -144,9 +148,9 @@ class LossConfig(StrictModel):
     lambda_flops_doc: float = Field(default=0.0, ge=0.0)  # FLOPS on documents (the guide: queries only)
     flops_warmup_steps: int = Field(default=0, ge=0)  # quadratic lambda warm-up (SPLADE paper); 0 = off
     use_idf_weighting: bool = False
-    # what the FLOPS terms price: `activations`, the weights before `model.expansion_weight` and
-    # `model.bm25` multiply them (an expansion term pays for its activation in full, as at weight 1, not a
-    # quarter of it), or the `served` weights
+    # what the FLOPS terms price: `activations`, the encoder's weights before `model.expansion_weight`,
+    # `model.bm25` and `model.lexical_floor` scale them and add the floor (an expansion term pays for its
+    # activation in full, as at weight 1, not a quarter of it), or the `served` weights
     flops_on: Literal["activations", "served"] = "activations"
     idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
     lambda_kd: float = Field(default=0.0, ge=0.0)

@@ -2,8 +2,8 @@
 
 A trained folder is a Hugging Face masked-LM folder (`save_pretrained`) plus `splade_config.json`, which
 says how to turn the backbone's logits into the served vector: pooling, activation, max length,
-how much terms beyond the text's own tokens weigh, BM25's term weighting, and the score the model was
-trained for; and
+how much terms beyond the text's own tokens weigh, BM25's term weighting, whether own tokens carry a
+lexical floor, and the score the model was trained for; and
 sentence-transformers' module files (`st_format`), so `SparseEncoder(folder)` computes the same vectors.
 An ONNX export holds the graph files, the tokenizer, the same `splade_config.json`, and the weights and
 module files too. A folder trained by sentence-transformers (no `splade_config.json`) is read through
@@ -31,6 +31,7 @@ ONNX_VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "
 Similarity = Literal["dot", "cosine"]
 QueryEncoderKind = Literal["model", "idf"]
 QUERY_WEIGHTS_NAME = "idf.json"  # an inference-free model's query weights, {token: weight}
+LEXICAL_FLOOR_NAME = "lexical_floor.json"  # the weight a text's own token carries at least, {token: weight}
 
 
 def saved_expansion_weight(raw: dict[str, Any]) -> Any:
@@ -51,6 +52,9 @@ class SpladeArtifact:
     query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
     expansion_weight: float = 1.0  # terms a text does not contain weigh this much (0: own tokens only)
     bm25: dict[str, float] | None = None  # BM25's term-frequency part: k1, b, average_length (None: off)
+    # a text's own tokens carry `lexical_floor.json`'s weights, this share of their start weights, and the
+    # encoder's weights count the rest on top (0: no floor)
+    lexical_floor: float = 0.0
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
     backbone_path: str | None = None  # the subfolder holding the masked LM (None: the folder itself)
     vocab_size: int | None = None
@@ -84,6 +88,9 @@ class SpladeArtifact:
             raise SpladeError(f"{path}: {exc}") from None
         if artifact.similarity not in ("dot", "cosine"):
             raise SpladeError(f"{path}: similarity {artifact.similarity!r} is not dot or cosine")
+        floor = artifact.lexical_floor
+        if isinstance(floor, bool) or not (isinstance(floor, int | float) and 0.0 <= floor < 1.0):
+            raise SpladeError(f"{path}: lexical_floor {floor!r} is not a share in [0, 1)")
         if artifact.query_encoder not in ("model", "idf"):
             raise SpladeError(f"{path}: query_encoder {artifact.query_encoder!r} is not model or idf")
         inner = Path(artifact.backbone_path or ".")

@@ -124,6 +124,14 @@ def _term_weighting(config: dict[str, Any]) -> str | None:
             f"{bm25.get('average_length', 0):.1f} tokens")
 
 
+def _lexical_floor(config: dict[str, Any]) -> str | None:
+    share = config.get("lexical_floor")
+    if not share:
+        return None
+    return (f"own tokens carry at least `lexical_floor.json`'s weights, {share} of their start weights; "
+            f"the encoder's weights count {1 - share:g} on top")
+
+
 def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     rows = [("model id (what indexes record)", config.get("model_id")),
             ("max sequence length", config.get("max_length")),
@@ -133,6 +141,7 @@ def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, 
              f"{config.get('pooling', 'max')} / {config.get('activation', 'log1p_relu')}"),
             ("expansion", _expansion(config)),
             ("term weighting", _term_weighting(config)),
+            ("lexical floor", _lexical_floor(config)),
             ("similarity", config.get("similarity", "dot"))]
     if config.get("query_encoder") == "idf":
         rows.insert(2, ("queries", "inference-free: their own tokens weighed by `idf.json` (no forward), "

@@ -1,4 +1,5 @@
-"""An inference-free model's query side: one weight per token, saved as `idf.json` ({token: weight}).
+"""Token weight tables saved as JSON ({token: weight}): an inference-free model's query side (`idf.json`)
+and a lexical floor (`lexical_floor.json`).
 
 The same file serves sentence-transformers' `SparseStaticEmbedding` and OpenSearch's `SPARSE_TOKENIZE`
 models, so every tool weighs a query's tokens alike.
@@ -19,31 +20,47 @@ from splade.errors import SpladeError
 from splade.model.artifact import QUERY_WEIGHTS_NAME
 
 
-def write_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, weights: Tensor) -> None:
-    """`idf.json` of every token with a positive weight."""
+def write_token_weights(
+    folder: str | Path, name: str, tokenizer: PreTrainedTokenizerBase, weights: Tensor
+) -> None:
+    """`folder/name`: a JSON object of every token with a positive weight."""
     names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     values = weights.detach().float().cpu().numpy()
     table = {name: float(values[i]) for i, name in enumerate(names) if i < len(values) and values[i] > 0}
-    write_json(Path(folder) / QUERY_WEIGHTS_NAME, table)
+    write_json(Path(folder) / name, table)
 
 
-def read_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, width: int) -> Tensor:
-    """The `[width]` weight table of `folder/idf.json` (tokens absent from it weigh 0)."""
-    path = Path(folder) / QUERY_WEIGHTS_NAME
+def read_token_weights(
+    folder: str | Path, name: str, tokenizer: PreTrainedTokenizerBase, width: int
+) -> Tensor:
+    """The `[width]` weight table of `folder/name` (tokens absent from it weigh 0)."""
+    path = Path(folder) / name
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SpladeError(f"{path}: missing (an inference-free model's query weights)") from None
+        raise SpladeError(f"{path}: missing (splade_config.json names this token weight table)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SpladeError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(table, dict):
         raise SpladeError(f"{path}: expected a JSON object of token -> weight")
     ids = tokenizer.convert_tokens_to_ids(list(table))
     weights = np.zeros(width, dtype=np.float32)
-    for token_id, value in zip(ids, table.values(), strict=True):
+    for (token, value), token_id in zip(table.items(), ids, strict=True):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpladeError(f"{path}: the weight of {token!r} is not a number")
         if token_id is not None and 0 <= token_id < width:
             weights[token_id] = float(value)
     return torch.from_numpy(weights)
+
+
+def write_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, weights: Tensor) -> None:
+    """`idf.json`: an inference-free model's query weights."""
+    write_token_weights(folder, QUERY_WEIGHTS_NAME, tokenizer, weights)
+
+
+def read_query_weights(folder: str | Path, tokenizer: PreTrainedTokenizerBase, width: int) -> Tensor:
+    """The `[width]` query weight table of `folder/idf.json`."""
+    return read_token_weights(folder, QUERY_WEIGHTS_NAME, tokenizer, width)
 
 
 def read_static_weights(folder: str | Path, width: int) -> Tensor:

@@ -13,7 +13,13 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from splade.atomic import ordinary_modes
-from splade.model.artifact import Similarity, SpladeArtifact, vocabulary_hash, weights_fingerprint
+from splade.model.artifact import (
+    LEXICAL_FLOOR_NAME,
+    Similarity,
+    SpladeArtifact,
+    vocabulary_hash,
+    weights_fingerprint,
+)
 from splade.model.backbone import (
     attached_decoder,
     detach_decoder,
@@ -29,7 +35,9 @@ from splade.model.query_weights import (
     query_length,
     read_query_weights,
     read_static_weights,
+    read_token_weights,
     write_query_weights,
+    write_token_weights,
 )
 from splade.model.st_format import DOCUMENT_DIR, read_module_files, remove_module_files, write_module_files
 from splade.model.st_router import weights_folder, write_router_files
@@ -63,6 +71,10 @@ class SpladeModel(nn.Module):
         self.head_built = False  # the backbone came without an MLM head (`from_pretrained` sets it)
         # inference-free ("doc-only") models weigh a query's own tokens by this table instead of encoding it
         self.query_weights: nn.Parameter | None = None
+        # the lexical floor (`set_lexical_floor`): a fixed weight per token that a text's own tokens carry
+        # whatever the encoder says, and the share of the encoder's weights added on top (None: off)
+        self.register_buffer("lexical_floor", None, persistent=False)
+        self.floor_share = 0.0
         keep = torch.ones(width)
         keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
         keep[len(tokenizer) :] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
@@ -89,6 +101,19 @@ class SpladeModel(nn.Module):
         table = weights.detach().float().to(self.vocab_keep.device) * self.vocab_keep
         self.query_weights = nn.Parameter(table.clamp_min(0.0), requires_grad=trainable)
 
+    def set_lexical_floor(self, weights: Tensor | None, share: float = 0.0) -> None:
+        """Give a text's own tokens at least `weights` (`[vocab]`, fixed), which are `share` of their start
+        weights: the encoder's weights then count `1 - share` on top (None: no floor, the encoder's in full).
+        The encoder keeps the scale it was calibrated to, so training moves it as fast as without a floor."""
+        keep = self.vocab_keep
+        if weights is None:
+            self.lexical_floor, self.floor_share = None, 0.0
+            return
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"lexical floor share {share} is not in (0, 1)")
+        self.lexical_floor = weights.detach().float().to(keep.device).clamp_min(0) * keep
+        self.floor_share = float(share)
+
     @property
     def vocab_size(self) -> int:
         """Width of the representation (the output layer, which may exceed the tokenizer)."""
@@ -103,15 +128,25 @@ class SpladeModel(nn.Module):
             pooled = POOL_FUNCTIONS[pooling](hidden, attention_mask, self.decoder.weight, self.decoder.bias)
         # log(1 + ReLU) is monotone, so it commutes with the max: applied to [batch, vocab] only
         reps = torch.log1p(torch.relu(pooled)) * self.vocab_keep.to(pooled.dtype)
-        scales = self.term_scales(input_ids, attention_mask)
-        return reps if scales is None else reps * scales.to(reps.dtype)
+        scale, offset = self.term_affine(input_ids, attention_mask)
+        if scale is not None:
+            reps = reps * scale.to(reps.dtype)
+        return reps if offset is None else reps + offset.to(reps.dtype)
 
-    def term_scales(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
-        """`[batch, vocab]` what multiplies each term after the activation: the expansion weight and BM25's
-        term-frequency part (`splade.model.term_weights`); None when nothing does."""
-        return term_scales(
+    def term_affine(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """`[batch, vocab]` `(scale, offset)` that turn the encoder's activations `a` into the served weights
+        `a · scale + offset` (None: 1, 0). The expansion weight and BM25's term-frequency part
+        (`splade.model.term_weights`) multiply every term; a lexical floor weighs the encoder's activations
+        `1 - share` and adds its weights to a text's own tokens (times the same term-frequency part)."""
+        scales = term_scales(
             input_ids, attention_mask, self.vocab_keep, self.expansion_weight, self.term_saturation
         )
+        if self.lexical_floor is None:
+            return scales, None
+        floor = bag_of_tokens(input_ids, attention_mask, self.vocab_size) * self.lexical_floor
+        if scales is None:
+            return torch.full_like(floor, 1.0 - self.floor_share), floor
+        return (1.0 - self.floor_share) * scales, floor * scales
 
     def encode_query_ids(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
         """`[batch, vocab]` query vectors: the table's weights of the query's own tokens for an
@@ -173,6 +208,9 @@ class SpladeModel(nn.Module):
             model.term_saturation = artifact.term_saturation
             if artifact.query_encoder == "idf":
                 model.set_query_weights(read_query_weights(folder, tokenizer, model.vocab_size))
+            if artifact.lexical_floor:
+                floor = read_token_weights(folder, LEXICAL_FLOOR_NAME, tokenizer, model.vocab_size)
+                model.set_lexical_floor(floor, artifact.lexical_floor)
         elif st_model is not None:
             model = cls(
                 mlm,
@@ -199,6 +237,7 @@ class SpladeModel(nn.Module):
             backbone_path=DOCUMENT_DIR if self.inference_free else None,
             expansion_weight=self.expansion_weight,
             bm25=self.term_saturation.as_json() if self.term_saturation else None,
+            lexical_floor=self.floor_share,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
             vocab_hash=vocabulary_hash(self.tokenizer),
@@ -213,7 +252,7 @@ class SpladeModel(nn.Module):
         Ids the model never activates (special tokens, a padded vocabulary) are saved with a decoder bias
         that keeps them at zero, so sentence-transformers, which applies no vocabulary mask, gives the
         same vectors. A model it cannot reproduce (expansion weighed below own tokens, or no decoder
-        bias, BM25 term weighting) gets no module files.
+        bias, BM25 term weighting, a lexical floor) gets no module files.
         An inference-free model keeps its masked LM in the subfolder its sentence-transformers router
         names (`st_router`), once.
         """
@@ -231,12 +270,22 @@ class SpladeModel(nn.Module):
             save_tokenizer(self.tokenizer, weights)
         if self.query_weights is not None:
             write_query_weights(directory, self.tokenizer, self.query_weights.detach())
+        if self.lexical_floor is not None:
+            write_token_weights(directory, LEXICAL_FLOOR_NAME, self.tokenizer, self.lexical_floor)
         self.artifact(model_id or f"splade-{weights_fingerprint(weights)}").write(directory)
-        if not (silenced and self.expansion_weight == 1.0 and self.term_saturation is None):
+        plain = self.expansion_weight == 1.0 and self.term_saturation is None and self.lexical_floor is None
+        if not (silenced and plain):
             remove_module_files(directory)
         elif self.query_weights is not None:
-            write_router_files(directory, self.tokenizer, self.query_weights.detach(), self.max_length,
-                               self.query_max_length, self.similarity, not self.query_weights.requires_grad)
+            write_router_files(
+                directory,
+                self.tokenizer,
+                self.query_weights.detach(),
+                self.max_length,
+                self.query_max_length,
+                self.similarity,
+                not self.query_weights.requires_grad,
+            )
         else:
             write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
 

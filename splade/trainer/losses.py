@@ -71,17 +71,25 @@ class LossInputs:
     # after the activation (the expansion weight, BM25's term weighting); None: nothing
     query_scales: Tensor | None = None
     doc_scales: Tensor | None = None
+    # `[batch, vocab]` / `[2*batch, vocab]` what the model added to each term after scaling it (a lexical
+    # floor on own tokens); None: nothing
+    query_offsets: Tensor | None = None
+    doc_offsets: Tensor | None = None
 
     @property
     def docs(self) -> Tensor:
         return torch.cat([self.p, self.n], dim=0)
 
-    def activations(self, reps: Tensor, scales: Tensor | None) -> Tensor:
-        """What the FLOPS terms price (`loss.flops_on`): `reps` as served, or before the model's term
-        scales multiplied them (an expansion term at weight 0.5 then pays for its activation in full)."""
-        if self.config.flops_on == "served" or scales is None:
+    def activations(self, reps: Tensor, scales: Tensor | None, offsets: Tensor | None = None) -> Tensor:
+        """What the FLOPS terms price (`loss.flops_on`): `reps` as served, or the encoder's activations
+        behind them, before the model's term scales multiplied them and its lexical floor was added (an
+        expansion term at weight 0.5 then pays for its activation in full, and the floor, fixed, costs
+        the encoder nothing)."""
+        if self.config.flops_on == "served":
             return reps
-        return reps / scales.clamp_min(1e-6)  # a term scaled by 0 is 0: it stays 0
+        if offsets is not None:
+            reps = reps - offsets
+        return reps if scales is None else reps / scales.clamp_min(1e-6)  # a term scaled by 0 stays 0
 
     def scores(self) -> Tensor:
         """`[batch, 2*batch]` query x document scores as the model is served."""
@@ -158,12 +166,14 @@ def _margin(x: LossInputs) -> Tensor:
 
 @loss_term("flops")
 def _flops(x: LossInputs) -> Tensor | None:
-    return None if x.queries_by_table else flops_loss(x.activations(x.q, x.query_scales), x.flops_weights)
+    return None if x.queries_by_table else flops_loss(
+        x.activations(x.q, x.query_scales, x.query_offsets), x.flops_weights
+    )
 
 
 @loss_term("flops_doc")
 def _flops_doc(x: LossInputs) -> Tensor:
-    return flops_loss(x.activations(x.docs, x.doc_scales), x.flops_weights)
+    return flops_loss(x.activations(x.docs, x.doc_scales, x.doc_offsets), x.flops_weights)
 
 
 @loss_term("min_act")
@@ -232,6 +242,8 @@ class SpladeLoss(nn.Module):
         queries_by_table: bool = False,
         query_scales: Tensor | None = None,
         doc_scales: Tensor | None = None,
+        query_offsets: Tensor | None = None,
+        doc_offsets: Tensor | None = None,
     ) -> LossInputs:
         return LossInputs(
             q,
@@ -247,6 +259,8 @@ class SpladeLoss(nn.Module):
             queries_by_table,
             query_scales,
             doc_scales,
+            query_offsets,
+            doc_offsets,
         )
 
     def forward(self, x: LossInputs, weights: LossWeights) -> LossOutput:

@@ -212,6 +212,14 @@ def apply_lexical_start(
     return fitted
 
 
+def apply_lexical_floor(config: TrainConfig, model: SpladeModel, idf: np.ndarray) -> None:
+    """`model.lexical_floor`'s share of the start weights, fixed on a text's own tokens (a resumed run, or a
+    model trained with a floor, keeps the floor it was saved with)."""
+    share = config.model.lexical_floor
+    if share > 0 and model.lexical_floor is None:
+        model.set_lexical_floor(share * start_targets(config, model, idf), share)
+
+
 def apply_query_table(config: TrainConfig, model: SpladeModel, idf: np.ndarray, fresh: bool) -> None:
     """An inference-free model's query weights: the training documents' IDF at the start (a resumed run
     keeps its trained table), trainable when `model.learn_query_weights`."""
@@ -309,6 +317,7 @@ def build_run(
         init = config.model.init
         if checkpoint is None and (init == "lexical" or (init == "auto" and model.head_built)):
             lexical = timed("lexical start", lambda: apply_lexical_start(config, model, data, token_idf))
+        apply_lexical_floor(config, model, token_idf)
         apply_query_table(config, model, token_idf, fresh=checkpoint is None)
         apply_term_saturation(config, model, data)
         idf = idf_penalty_weights(df, n_docs) if config.loss.use_idf_weighting else None

@@ -135,21 +135,24 @@ class TrainStep:
         width = self.model.vocab_size
         query_bag = bag_of_tokens(batch.query_ids, batch.query_mask, width) * keep
         positive_bag = bag_of_tokens(batch.doc_ids[:local], batch.doc_mask[:local], width) * keep
-        with torch.no_grad():  # what the model multiplied each term by (the FLOPS terms may divide it out)
-            query_scales = None if self.model.inference_free else self.model.term_scales(
+        with torch.no_grad():  # what turned the encoder's activations into the served weights (FLOPS
+            # may take it out again)
+            query_terms = (None, None) if self.model.inference_free else self.model.term_affine(
                 batch.query_ids, batch.query_mask
             )
-            doc_scales = self.model.term_scales(batch.doc_ids, batch.doc_mask)
+            doc_terms = self.model.term_affine(batch.doc_ids, batch.doc_mask)
         p, n = docs[:local], docs[local:]
         if gather and self.distributed.enabled:
             gather_all = self.distributed.gather
+
+            def gather_docs(t: Tensor | None) -> Tensor | None:  # positives then negatives, as `p` and `n`
+                return None if t is None else torch.cat([gather_all(t[:local]), gather_all(t[local:])])
+
             q, p, n = gather_all(q), gather_all(p), gather_all(n)
             with torch.no_grad():
                 query_bag, positive_bag = gather_all(query_bag), gather_all(positive_bag)
-                if query_scales is not None:
-                    query_scales = gather_all(query_scales)
-                if doc_scales is not None:  # positives then negatives, each gathered as `p` and `n` are
-                    doc_scales = torch.cat([gather_all(doc_scales[:local]), gather_all(doc_scales[local:])])
+                query_terms = tuple(None if t is None else gather_all(t) for t in query_terms)
+                doc_terms = tuple(gather_docs(t) for t in doc_terms)
         teacher_scores = None
         if with_teacher and self.teacher is not None and weights.of("kd") > 0:
             documents = np.concatenate([batch.positive_rows, batch.negative_rows])
@@ -158,7 +161,8 @@ class TrainStep:
         by_table = self.model.inference_free
         inputs = self.loss_fn.inputs(
             q, p, n, query_bag, positive_bag, weights, teacher_scores, false_negatives, by_table,
-            query_scales, doc_scales,
+            query_scales=query_terms[0], doc_scales=doc_terms[0],
+            query_offsets=query_terms[1], doc_offsets=doc_terms[1],
         )
         out = self.loss_fn(inputs, weights)
         if self.measure_shares:
