@@ -127,6 +127,25 @@ def tiny_config(tmp_path: Path, model_dir: Path, *overrides: str, n_train: int =
     )
 
 
+def served_alike_everywhere(folder: Path, out: Path, texts: list[str]):
+    """Export the saved model `folder` to ONNX and to an OpenSearch TorchScript package under `out`; assert
+    the ONNX vectors equal torch's and the package passed its parity check; return torch's vectors."""
+    import numpy as np
+
+    from splade.config.export import ExportConfig
+    from splade.encoders import load_encoder
+    from splade.export.onnx_export import export_onnx
+    from splade.export.opensearch_package import build_ml_commons_package
+
+    export_onnx(ExportConfig(checkpoint=folder, out=out / "onnx"))
+    served = load_encoder(folder, device="cpu").encode(texts).to_dense()
+    exported = load_encoder(out / "onnx", device="cpu").encode(texts).to_dense()
+    np.testing.assert_allclose(exported, served, atol=1e-5)
+    package = build_ml_commons_package(folder, out / "opensearch", name=f"{folder.name}-test")
+    assert json.loads((package.parent / "parity.json").read_text())["passed"] is True  # TorchScript too
+    return served
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models train fastest on one thread (and do not fight other jobs on a shared 2-core machine)."""

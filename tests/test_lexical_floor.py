@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import served_alike_everywhere, tiny_config
 
-from splade.encoders import load_encoder
 from splade.errors import SpladeError
 from splade.model import SpladeModel, TermSaturation
 from splade.model.artifact import LEXICAL_FLOOR_NAME, SPLADE_CONFIG_NAME
@@ -50,10 +49,6 @@ def test_own_tokens_carry_the_floor_plus_the_encoders_weight(tiny_model_dir: Pat
 
 
 def test_saved_and_served_by_torch_onnx_and_opensearch(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from splade.config.export import ExportConfig
-    from splade.export.onnx_export import export_onnx
-    from splade.export.opensearch_package import build_ml_commons_package
-
     model = SpladeModel.from_pretrained(tiny_model_dir)
     model.set_lexical_floor(_floor(model), SHARE)
     model.save_pretrained(tmp_path / "model")
@@ -63,12 +58,7 @@ def test_saved_and_served_by_torch_onnx_and_opensearch(tiny_model_dir: Path, tmp
     assert loaded.lexical_floor is not None
     torch.testing.assert_close(loaded.lexical_floor, model.lexical_floor)
     assert loaded.floor_share == SHARE
-    export_onnx(ExportConfig(checkpoint=tmp_path / "model", out=tmp_path / "onnx"))
-    served = load_encoder(tmp_path / "model", device="cpu").encode(TEXTS).to_dense()
-    exported = load_encoder(tmp_path / "onnx", device="cpu").encode(TEXTS).to_dense()
-    np.testing.assert_allclose(exported, served, atol=1e-5)
-    package = build_ml_commons_package(tmp_path / "model", tmp_path / "opensearch", name="floor-test")
-    assert json.loads((package.parent / "parity.json").read_text())["passed"] is True  # TorchScript too
+    served = served_alike_everywhere(tmp_path / "model", tmp_path, TEXTS)
     model.set_lexical_floor(None)
     with torch.no_grad():
         without = model.encode(TEXTS).numpy()

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import served_alike_everywhere, tiny_config
 
-from splade.encoders import load_encoder
 from splade.errors import SpladeError
 from splade.model import SpladeModel, TermSaturation
 from splade.model.artifact import SPLADE_CONFIG_NAME, SpladeArtifact
@@ -43,10 +42,6 @@ def test_scales_are_bm25s_term_frequency_part_by_hand() -> None:
 
 def test_saved_and_served_by_torch_onnx_and_opensearch_without_sentence_transformers_files(
         tiny_model_dir: Path, tmp_path: Path) -> None:
-    from splade.config.export import ExportConfig
-    from splade.export.onnx_export import export_onnx
-    from splade.export.opensearch_package import build_ml_commons_package
-
     model = SpladeModel.from_pretrained(tiny_model_dir)
     model.expansion_weight = 0.5
     model.term_saturation = TermSaturation(1.2, 0.75, 4.0)
@@ -55,12 +50,7 @@ def test_saved_and_served_by_torch_onnx_and_opensearch_without_sentence_transfor
     assert saved["bm25"] == {"k1": 1.2, "b": 0.75, "average_length": 4.0}
     assert not (tmp_path / "model" / "modules.json").exists()  # sentence-transformers cannot compute it
     assert SpladeModel.from_pretrained(tmp_path / "model").term_saturation == model.term_saturation
-    export_onnx(ExportConfig(checkpoint=tmp_path / "model", out=tmp_path / "onnx"))
-    served = load_encoder(tmp_path / "model", device="cpu").encode(TEXTS).to_dense()
-    exported = load_encoder(tmp_path / "onnx", device="cpu").encode(TEXTS).to_dense()
-    np.testing.assert_allclose(exported, served, atol=1e-5)
-    package = build_ml_commons_package(tmp_path / "model", tmp_path / "opensearch", name="bm25-test")
-    assert json.loads((package.parent / "parity.json").read_text())["passed"] is True  # TorchScript too
+    served = served_alike_everywhere(tmp_path / "model", tmp_path, TEXTS)
     model.term_saturation = None
     with torch.no_grad():
         gated = model.encode(TEXTS).numpy()
