@@ -15,12 +15,18 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
-    """Train a WordPiece tokenizer; Hangul stays composed (no accent stripping), Latin is lower-cased."""
+    """Train a WordPiece tokenizer; Hangul stays composed (no accent stripping), Latin is lower-cased.
+
+    A piece inside a word has no `##` mark: the trainer numbers `##` pieces in hash-map order, which breaks
+    ties between merges differently on every run, so the same texts gave a different vocabulary (and a
+    different test model) each time. Without the mark the vocabulary is the same on every run; decoding
+    then separates every piece with a space."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1,
+                                        continuing_subword_prefix="")
     tok.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(

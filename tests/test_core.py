@@ -130,3 +130,13 @@ def test_written_files_and_folders_get_ordinary_modes(tiny_model_dir, tmp_path):
     assert stat.S_IMODE((tmp_path / "onnx").stat().st_mode) == 0o755
     for path in [*(tmp_path / "model").rglob("*"), *(tmp_path / "onnx").rglob("*")]:
         assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_the_tiny_tokenizer_is_the_same_on_every_training():
+    """The same texts give the same vocabulary (and ids) every time, so the test model is one model."""
+    from conftest import TINY_TEXTS
+
+    from splade.tiny import train_wordpiece
+
+    vocabularies = {tuple(sorted(train_wordpiece(TINY_TEXTS, 300).get_vocab().items())) for _ in range(8)}
+    assert len(vocabularies) == 1
