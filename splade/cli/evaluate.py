@@ -77,6 +77,9 @@ def evaluate(
                                         help="SPLADE encoder: auto, torch or onnx."),
     doc_top_k: int | None = typer.Option(None, help="Keep at most this many terms per SPLADE document.",
                                          rich_help_panel=SYSTEMS),
+    query_top_k: int | None = typer.Option(
+        None, help="Search only the heaviest N terms of each SPLADE query (cheaper queries; the report "
+        "gives the FLOPS and NDCG it costs).", rich_help_panel=SYSTEMS),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     batch_size: int = typer.Option(_default("batch_size"), help="Encoding batch size."),
     query_half: str = typer.Option(
@@ -129,8 +132,8 @@ def evaluate(
         teacher_bm25_weight=teacher_bm25_weight, teacher_cross_lingual_weight=teacher_cross_lingual_weight,
         query_max_length=query_max_length, doc_max_length=doc_max_length, backend=backend,
         opensearch=opensearch, encoder_backend=encoder_backend, device=device, batch_size=batch_size,
-        doc_top_k=doc_top_k, query_half=query_half, max_queries=max_queries, max_documents=max_documents,
-        top_k=top_k, alpha=alpha,
+        doc_top_k=doc_top_k, query_top_k=query_top_k, query_half=query_half, max_queries=max_queries,
+        max_documents=max_documents, top_k=top_k, alpha=alpha,
         trials=trials, seed=seed, show_progress=True,
         mappings=list(mapping), two_phase=two_phase, seismic=list(seismic), shard=shard,
         shard_dir=out.parent / f"{out.name}.shards",

@@ -163,6 +163,8 @@ def register(app: typer.Typer) -> None:
         index: IndexName,
         backend: Backend = _search("backend"),
         top_k: Annotated[int, typer.Option("--top-k", help="Number of results.")] = _search("top_k"),
+        query_top_k: Annotated[int | None, typer.Option(
+            "--query-top-k", help="Search only each query's heaviest N terms (cheaper queries).")] = None,
         allow_other_model: Annotated[bool, typer.Option(
             "--allow-other-model", help="Only require the same vocabulary, not the same model.")] = False,
         output_format: Format = "table",
@@ -197,7 +199,8 @@ def register(app: typer.Typer) -> None:
         if queries is not None and output is None:
             raise at_option("--output", "--queries writes a TREC run file: name it with --output")
         config = SearchConfig(model=model, index=index, backend=backend, opensearch=opensearch,
-                              query_mode=query_mode, top_k=top_k, allow_other_model=allow_other_model,
+                              query_mode=query_mode, top_k=top_k, query_top_k=query_top_k,
+                              allow_other_model=allow_other_model,
                               device=device, queries=queries, output=output, shard=shard,
                               batch_size=batch_size)
         if queries is not None:

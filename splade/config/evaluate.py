@@ -47,6 +47,7 @@ class EvalConfig(OptionsModel):
     device: str | None = None
     batch_size: int = Field(default=32, ge=1)
     doc_top_k: int | None = Field(default=None, ge=1)  # SPLADE document pruning (None: every positive weight)
+    query_top_k: int | None = Field(default=None, ge=1)  # SPLADE query pruning (None: every positive weight)
     mappings: list[str] = Field(default_factory=lambda: ["rank_features"])  # OpenSearch layouts to compare
     two_phase: bool = False  # also search rank_features through the two-phase pipeline (OpenSearch)
     seismic: list[str] = Field(default_factory=list)  # SEISMIC KEY=VALUE for the sparse_vector layout

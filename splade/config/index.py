@@ -53,6 +53,7 @@ class SearchConfig(IndexTarget):
 
     model: Path
     top_k: int = Field(default=10, ge=1)  # results per query
+    query_top_k: int | None = Field(default=None, ge=1)  # search a query's heaviest N terms (None: all)
     allow_other_model: bool = False  # require only the same vocabulary, not the same model
     device: str | None = None
     queries: Path | None = None  # queries.jsonl (BEIR) or TSV `id<TAB>text`: search them all

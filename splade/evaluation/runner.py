@@ -123,7 +123,8 @@ def build_systems(config: EvalConfig) -> list[RetrievalSystem]:
         system = SpladeSystem(name, path, backend=config.backend, opensearch=config.opensearch,
                               encoder_backend=config.encoder_backend, device=config.device,
                               batch_size=config.batch_size, doc_top_k=config.doc_top_k,
-                              query_max_length=config.query_max_length, doc_max_length=config.doc_max_length,
+                              query_top_k=config.query_top_k, query_max_length=config.query_max_length,
+                              doc_max_length=config.doc_max_length,
                               layout=layouts[0], existing_index=config.indexes.get(name))
         if system.existing_index is not None:  # searched as it is: one column, no layout variants
             systems.append(system)

@@ -40,7 +40,8 @@ class SpladeSystem(RetrievalSystem):
     def __init__(self, name: str, model_path: str | Path, backend: str = "local",
                  opensearch: Any | None = None, encoder_backend: str = "auto", device: str | None = None,
                  batch_size: int = 32, doc_top_k: int | None = None, threshold: float = 0.0,
-                 query_max_length: int | None = None, doc_max_length: int | None = None,
+                 query_top_k: int | None = None, query_max_length: int | None = None,
+                 doc_max_length: int | None = None,
                  layout: Any | None = None, existing_index: str | None = None) -> None:
         # lazily, on purpose: the model stack (torch, transformers, onnxruntime) loads only with a model
         from splade.encoders import load_encoder
@@ -61,6 +62,7 @@ class SpladeSystem(RetrievalSystem):
         _check_length("--query-max-length", query_max_length, self.encoder.tokenizer, model_path)
         _check_length("--doc-max-length", doc_max_length, self.encoder.tokenizer, model_path)
         self.batch_size, self.doc_top_k, self.threshold = batch_size, doc_top_k, threshold
+        self.query_top_k = query_top_k  # a query's heaviest terms searched (None: every positive weight)
         self.existing_index = existing_index  # searched as it is (nothing encoded); never dropped
         self._index = None
         self._tmp: Path | None = None
@@ -79,7 +81,14 @@ class SpladeSystem(RetrievalSystem):
         where = self.index_class.describe(self.layout)
         if self.existing_index is not None:
             where = f"existing {self.index_class.where} {self.existing_index}"
-        return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where})"
+        return f"SPLADE {self.model_path.name} ({self.encoder.device_description}, {where}{self._pruning})"
+
+    @property
+    def _pruning(self) -> str:
+        """`; pruned: queries to 64 terms and documents to 256 terms` (or "") for the description."""
+        limits = [f"{side} to {k} terms" for side, k in (("queries", self.query_top_k),
+                                                         ("documents", self.doc_top_k)) if k is not None]
+        return f"; pruned: {' and '.join(limits)}" if limits else ""
 
     @property
     def lengths(self) -> dict[str, int | str]:
@@ -164,7 +173,7 @@ class SpladeSystem(RetrievalSystem):
         qids = list(queries)
         with stopwatch() as encode_time:
             vectors = self.encoder.encode_queries([queries[q] for q in qids], batch_size=self.batch_size,
-                                                  max_length=self.query_max_length,
+                                                  top_k=self.query_top_k, max_length=self.query_max_length,
                                                   show_progress=show_progress, desc=f"{self.name} queries")
         run, latencies = {}, []
         with stopwatch() as search_time:

@@ -71,13 +71,16 @@ def run_name_of(model: str | Path) -> str:
 
 
 def search_run(encoder: Encoder, index: SparseIndex, queries: dict[str, str], handle: TextIO, top_k: int,
-               run_name: str, batch_size: int = 32, show_progress: bool = True) -> int:
-    """Encode and search `queries` a window at a time, writing TREC lines to `handle`; the lines written."""
+               run_name: str, batch_size: int = 32, show_progress: bool = True,
+               query_top_k: int | None = None) -> int:
+    """Encode and search `queries` a window at a time (each pruned to its `query_top_k` heaviest terms),
+    writing TREC lines to `handle`; the lines written."""
     qids, written = list(queries), 0
     with tqdm(total=len(qids), desc="searching", unit="query", disable=not show_progress) as bar:
         for start in range(0, len(qids), ENCODE_WINDOW):
             window = qids[start:start + ENCODE_WINDOW]
-            vectors = encoder.encode_queries([queries[q] for q in window], batch_size=batch_size)
+            vectors = encoder.encode_queries([queries[q] for q in window], batch_size=batch_size,
+                                             top_k=query_top_k)
             for qid, hits in zip(window, index.search(vectors, top_k=top_k), strict=True):
                 for line in trec_lines(qid, hits, run_name):
                     handle.write(line)
@@ -103,7 +106,7 @@ def search_to_run(config: SearchConfig, show_progress: bool = True) -> dict[str,
         if shard is None:
             with atomic_file(output) as handle:
                 lines = search_run(encoder, index, queries, handle, config.top_k, run_name,
-                                   config.batch_size, show_progress)
+                                   config.batch_size, show_progress, config.query_top_k)
             return {"queries": len(queries), "lines": lines,
                     "message": f"wrote {lines} lines for {len(queries)} queries to {output}"}
         meta = json.dumps(metadata_for(encoder).to_dict(), sort_keys=True)
@@ -113,7 +116,8 @@ def search_to_run(config: SearchConfig, show_progress: bool = True) -> dict[str,
 def _search_shard(encoder: Encoder, index: SparseIndex, queries: dict[str, str], output: Path, shard: Shard,
                   config: SearchConfig, run_name: str, meta: str, show_progress: bool) -> dict[str, Any]:
     """This shard's part of the run; the last shard to finish joins the parts into `output`."""
-    key = fingerprint([meta, str(config.index), str(config.top_k), run_name, str(shard.count),
+    key = fingerprint([meta, str(config.index), str(config.top_k), str(config.query_top_k), run_name,
+                       str(shard.count),
                        *(f"{q}\t{t}" for q, t in queries.items())])
     ledger = FolderLedger(output.parent / f"{output.name}.parts", key, shard)
     part = ledger.folder / f"part-{shard.tag}.trec"
@@ -121,7 +125,8 @@ def _search_shard(encoder: Encoder, index: SparseIndex, queries: dict[str, str],
     mine = dict(list(queries.items())[positions.start:positions.stop])
     if ledger.marker(shard.index) is None:
         with atomic_file(part) as handle:
-            search_run(encoder, index, mine, handle, config.top_k, run_name, config.batch_size, show_progress)
+            search_run(encoder, index, mine, handle, config.top_k, run_name, config.batch_size, show_progress,
+                       config.query_top_k)
         ledger.mark_done({"queries": len(mine)})
     done = f"shard {shard.label}: searched {len(mine)} queries"
     with ledger.finishing() as (state, found):

@@ -133,6 +133,6 @@ def search_text(config: SearchConfig, query: str) -> list[tuple[str, float, str 
     encoder = _load_encoder(config.model, config.device)
     index = open_index(config, encoder, check_model=not config.allow_other_model)
     with contextlib.closing(index):
-        hits = index.search(encoder.encode_queries([query]), top_k=config.top_k)[0]
+        hits = index.search(encoder.encode_queries([query], top_k=config.query_top_k), top_k=config.top_k)[0]
         texts = index.fetch_texts([d for d, _ in hits])
     return [(doc_id, score, text) for (doc_id, score), text in zip(hits, texts, strict=True)]
