@@ -88,6 +88,8 @@ def train_splade(args: argparse.Namespace, name: str, overrides: list[str], step
         "training.save_steps=null",
     ]
     steps = args.steps if steps is None else steps
+    if steps == 0 and reusable(args, out / "best_model"):  # the start leaves no checkpoint to resume from
+        return out / "best_model"
     if steps == 0:
         settings.append("training.max_steps=0")
     elif not args.full:  # the v23 schedule (20 epochs, 3 phases, warm-ups) shrinks to fit the budget
