@@ -27,7 +27,8 @@ def _floor(model: SpladeModel, seed: int = 0) -> torch.Tensor:
     return torch.rand(model.vocab_size, generator=torch.Generator().manual_seed(seed)) * 3.0
 
 
-def test_own_tokens_carry_the_floor_plus_the_encoders_weight(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("scope", ["own", "all"])
+def test_own_tokens_carry_the_floor_plus_the_encoders_weight(tiny_model_dir: Path, scope: str) -> None:
     model = SpladeModel.from_pretrained(tiny_model_dir).eval()
     model.expansion_weight = 0.5
     model.term_saturation = TermSaturation(1.2, 0.75, 4.0)
@@ -36,28 +37,57 @@ def test_own_tokens_carry_the_floor_plus_the_encoders_weight(tiny_model_dir: Pat
     with torch.no_grad():
         plain = model(ids, mask)
         floor = _floor(model)
-        model.set_lexical_floor(floor, SHARE)
+        model.set_lexical_floor(floor, SHARE, scope)  # type: ignore[arg-type]
         floored = model(ids, mask)
     own = bag_of_tokens(ids, mask, model.vocab_size) * model.vocab_keep
     scales = term_scales(ids, mask, model.vocab_keep, 0.5, model.term_saturation)
-    # the encoder's weights count 1 - SHARE, the floor is added to own tokens, both times BM25's tf part
-    torch.testing.assert_close(floored, (1 - SHARE) * plain + own * floor * scales)
-    assert torch.allclose(floored[own == 0], (1 - SHARE) * plain[own == 0])  # expansion: the encoder's
+    # the encoder's weights count 1 - SHARE on own tokens, the floor is added to them, both times BM25's
+    # tf part; expansion terms are the encoder's in full (scope own) or 1 - SHARE of it (scope all)
+    expansion_share = 1.0 if scope == "own" else 1 - SHARE
+    encoder_share = torch.where(own > 0, 1 - SHARE, expansion_share)
+    torch.testing.assert_close(floored, encoder_share * plain + own * floor * scales)
+    expansion = (own == 0) & (plain > 0)
+    assert expansion.any()
+    assert torch.allclose(floored[expansion], expansion_share * plain[expansion])
     assert (floored[own > 0] >= (floor * scales)[own > 0] - 1e-6).all()  # no own token below its floor
     specials = model.vocab_keep == 0
     assert (floored[:, specials] == 0).all()  # a special token never carries the floor
+
+
+def test_a_folder_saved_without_a_floor_scope_is_served_as_it_was_trained(tiny_model_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """Models saved before the scope was recorded scaled every term: they load with scope `all`; a
+    scope that is neither is one line naming the file."""
+    model = SpladeModel.from_pretrained(tiny_model_dir)
+    model.set_lexical_floor(_floor(model), SHARE, "all")
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    config_path = folder / SPLADE_CONFIG_NAME
+    saved = json.loads(config_path.read_text())
+    assert saved["lexical_floor_scope"] == "all"
+    del saved["lexical_floor_scope"]
+    config_path.write_text(json.dumps(saved))
+    loaded = SpladeModel.from_pretrained(folder).eval()
+    assert loaded.floor_scope == "all"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(TEXTS), model.eval().encode(TEXTS))
+    config_path.write_text(json.dumps({**saved, "lexical_floor_scope": "expansion"}))
+    bad_scope = f"^{config_path}: lexical_floor_scope 'expansion' is not own or all$"
+    with pytest.raises(SpladeError, match=bad_scope):
+        SpladeModel.from_pretrained(folder)
 
 
 def test_saved_and_served_by_torch_onnx_and_opensearch(tiny_model_dir: Path, tmp_path: Path) -> None:
     model = SpladeModel.from_pretrained(tiny_model_dir)
     model.set_lexical_floor(_floor(model), SHARE)
     model.save_pretrained(tmp_path / "model")
-    assert json.loads((tmp_path / "model" / SPLADE_CONFIG_NAME).read_text())["lexical_floor"] == SHARE
+    saved = json.loads((tmp_path / "model" / SPLADE_CONFIG_NAME).read_text())
+    assert (saved["lexical_floor"], saved["lexical_floor_scope"]) == (SHARE, "own")
     assert not (tmp_path / "model" / "modules.json").exists()  # sentence-transformers cannot compute it
     loaded = SpladeModel.from_pretrained(tmp_path / "model")
     assert loaded.lexical_floor is not None
     torch.testing.assert_close(loaded.lexical_floor, model.lexical_floor)
-    assert loaded.floor_share == SHARE
+    assert loaded.floor_share == SHARE and loaded.floor_scope == "own"
     served = served_alike_everywhere(tmp_path / "model", tmp_path, TEXTS)
     model.set_lexical_floor(None)
     with torch.no_grad():
@@ -97,7 +127,8 @@ def test_training_sets_the_floor_from_the_documents_idf_and_keeps_it(
     assert weighted.max() > weighted.min()
     card = (result.output_dir / "best_model" / CARD_NAME).read_text(encoding="utf-8")
     assert "| lexical floor | own tokens carry at least `lexical_floor.json`'s weights, 0.5 of" in card
-    assert model.floor_share == 0.5
+    assert "the encoder's weights on them count 0.5 on top" in card
+    assert model.floor_share == 0.5 and model.floor_scope == "own"
     with torch.no_grad():
         batch = model.tokenize(TEXTS)
         reps = model(batch["input_ids"], batch["attention_mask"])

@@ -57,6 +57,9 @@ class ModelConfig(StrictModel):
     # the encoder's weights count the rest on top, so training can add expansion and raise a token but never
     # take an own token below this share of its BM25-like weight. 0: off, plain SPLADE
     lexical_floor: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # which encoder weights count 1 - lexical_floor: own, a text's own tokens (its expansion terms count in
+    # full, so the floor keeps the text's words without quieting what training adds); all, every term
+    lexical_floor_scope: Literal["own", "all"] = "own"
     # model: queries pass through the encoder like documents; idf: inference-free ("doc-only"), a query is
     # its own tokens weighted by a table that starts as the training documents' IDF
     query_encoder: Literal["model", "idf"] = "model"

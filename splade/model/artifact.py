@@ -30,6 +30,10 @@ ONNX_OUTPUT_NAME = "output"
 ONNX_VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 Similarity = Literal["dot", "cosine"]
 QueryEncoderKind = Literal["model", "idf"]
+# the terms whose encoder weights a lexical floor scales by `1 - share`: a text's own tokens (its expansion
+# counts in full), or every term (models saved before the scope was recorded)
+FloorScope = Literal["own", "all"]
+FLOOR_SCOPES: tuple[str, ...] = ("own", "all")
 QUERY_WEIGHTS_NAME = "idf.json"  # an inference-free model's query weights, {token: weight}
 LEXICAL_FLOOR_NAME = "lexical_floor.json"  # the weight a text's own token carries at least, {token: weight}
 
@@ -55,6 +59,7 @@ class SpladeArtifact:
     # a text's own tokens carry `lexical_floor.json`'s weights, this share of their start weights, and the
     # encoder's weights count the rest on top (0: no floor)
     lexical_floor: float = 0.0
+    lexical_floor_scope: FloorScope = "all"  # older folders have no scope: theirs scaled every term
     similarity: Similarity = "dot"  # cosine: encoders L2-normalise every vector
     backbone_path: str | None = None  # the subfolder holding the masked LM (None: the folder itself)
     vocab_size: int | None = None
@@ -91,6 +96,9 @@ class SpladeArtifact:
         floor = artifact.lexical_floor
         if isinstance(floor, bool) or not (isinstance(floor, int | float) and 0.0 <= floor < 1.0):
             raise SpladeError(f"{path}: lexical_floor {floor!r} is not a share in [0, 1)")
+        scope = artifact.lexical_floor_scope
+        if scope not in FLOOR_SCOPES:
+            raise SpladeError(f"{path}: lexical_floor_scope {scope!r} is not own or all")
         if artifact.query_encoder not in ("model", "idf"):
             raise SpladeError(f"{path}: query_encoder {artifact.query_encoder!r} is not model or idf")
         inner = Path(artifact.backbone_path or ".")

@@ -128,8 +128,9 @@ def _lexical_floor(config: dict[str, Any]) -> str | None:
     share = config.get("lexical_floor")
     if not share:
         return None
+    scaled = "on them" if config.get("lexical_floor_scope") == "own" else "on every term"
     return (f"own tokens carry at least `lexical_floor.json`'s weights, {share} of their start weights; "
-            f"the encoder's weights count {1 - share:g} on top")
+            f"the encoder's weights {scaled} count {1 - share:g} on top")
 
 
 def _details(config: dict[str, Any], backbone: dict[str, Any], facts: dict[str, Any]) -> list[str]:

@@ -14,7 +14,9 @@ from transformers import PreTrainedTokenizerBase
 
 from splade.atomic import ordinary_modes
 from splade.model.artifact import (
+    FLOOR_SCOPES,
     LEXICAL_FLOOR_NAME,
+    FloorScope,
     Similarity,
     SpladeArtifact,
     vocabulary_hash,
@@ -75,6 +77,7 @@ class SpladeModel(nn.Module):
         # whatever the encoder says, and the share of the encoder's weights added on top (None: off)
         self.register_buffer("lexical_floor", None, persistent=False)
         self.floor_share = 0.0
+        self.floor_scope: FloorScope = "own"  # the terms whose encoder weights count `1 - floor_share`
         keep = torch.ones(width)
         keep[[i for i in special_token_ids(tokenizer) if i < width]] = 0.0
         keep[len(tokenizer) :] = 0.0  # a vocabulary padded past the tokenizer: those ids name no token
@@ -101,18 +104,24 @@ class SpladeModel(nn.Module):
         table = weights.detach().float().to(self.vocab_keep.device) * self.vocab_keep
         self.query_weights = nn.Parameter(table.clamp_min(0.0), requires_grad=trainable)
 
-    def set_lexical_floor(self, weights: Tensor | None, share: float = 0.0) -> None:
+    def set_lexical_floor(
+        self, weights: Tensor | None, share: float = 0.0, scope: FloorScope = "own"
+    ) -> None:
         """Give a text's own tokens at least `weights` (`[vocab]`, fixed), which are `share` of their start
-        weights: the encoder's weights then count `1 - share` on top (None: no floor, the encoder's in full).
-        The encoder keeps the scale it was calibrated to, so training moves it as fast as without a floor."""
+        weights: the encoder's weights on those tokens then count `1 - share` on top, and its expansion
+        terms count in full (`scope="own"`; `"all"`, older models: expansion counts `1 - share` too). None:
+        no floor. The encoder keeps the scale it was calibrated to, so training moves it as fast as
+        without a floor."""
         keep = self.vocab_keep
         if weights is None:
             self.lexical_floor, self.floor_share = None, 0.0
             return
         if not 0.0 < share < 1.0:
             raise ValueError(f"lexical floor share {share} is not in (0, 1)")
+        if scope not in FLOOR_SCOPES:
+            raise ValueError(f"lexical floor scope {scope!r} is not one of {', '.join(FLOOR_SCOPES)}")
         self.lexical_floor = weights.detach().float().to(keep.device).clamp_min(0) * keep
-        self.floor_share = float(share)
+        self.floor_share, self.floor_scope = float(share), scope
 
     @property
     def vocab_size(self) -> int:
@@ -137,16 +146,22 @@ class SpladeModel(nn.Module):
         """`[batch, vocab]` `(scale, offset)` that turn the encoder's activations `a` into the served weights
         `a · scale + offset` (None: 1, 0). The expansion weight and BM25's term-frequency part
         (`splade.model.term_weights`) multiply every term; a lexical floor weighs the encoder's activations
-        `1 - share` and adds its weights to a text's own tokens (times the same term-frequency part)."""
+        on a text's own tokens (every term, scope `all`) `1 - share` and adds its weights to them (times
+        the same term-frequency part)."""
         scales = term_scales(
             input_ids, attention_mask, self.vocab_keep, self.expansion_weight, self.term_saturation
         )
         if self.lexical_floor is None:
             return scales, None
-        floor = bag_of_tokens(input_ids, attention_mask, self.vocab_size) * self.lexical_floor
+        own = bag_of_tokens(input_ids, attention_mask, self.vocab_size)
+        floor = own * self.lexical_floor
+        if self.floor_scope == "own":
+            encoder_share = 1.0 - self.floor_share * own
+        else:
+            encoder_share = torch.full_like(floor, 1.0 - self.floor_share)
         if scales is None:
-            return torch.full_like(floor, 1.0 - self.floor_share), floor
-        return (1.0 - self.floor_share) * scales, floor * scales
+            return encoder_share, floor
+        return encoder_share * scales, floor * scales
 
     def encode_query_ids(self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain") -> Tensor:
         """`[batch, vocab]` query vectors: the table's weights of the query's own tokens for an
@@ -210,7 +225,7 @@ class SpladeModel(nn.Module):
                 model.set_query_weights(read_query_weights(folder, tokenizer, model.vocab_size))
             if artifact.lexical_floor:
                 floor = read_token_weights(folder, LEXICAL_FLOOR_NAME, tokenizer, model.vocab_size)
-                model.set_lexical_floor(floor, artifact.lexical_floor)
+                model.set_lexical_floor(floor, artifact.lexical_floor, artifact.lexical_floor_scope)
         elif st_model is not None:
             model = cls(
                 mlm,
@@ -238,6 +253,7 @@ class SpladeModel(nn.Module):
             expansion_weight=self.expansion_weight,
             bm25=self.term_saturation.as_json() if self.term_saturation else None,
             lexical_floor=self.floor_share,
+            lexical_floor_scope=self.floor_scope,
             similarity=self.similarity,
             vocab_size=self.vocab_size,
             vocab_hash=vocabulary_hash(self.tokenizer),

@@ -217,7 +217,9 @@ def apply_lexical_floor(config: TrainConfig, model: SpladeModel, idf: np.ndarray
     model trained with a floor, keeps the floor it was saved with)."""
     share = config.model.lexical_floor
     if share > 0 and model.lexical_floor is None:
-        model.set_lexical_floor(share * start_targets(config, model, idf), share)
+        model.set_lexical_floor(
+            share * start_targets(config, model, idf), share, config.model.lexical_floor_scope
+        )
 
 
 def apply_query_table(config: TrainConfig, model: SpladeModel, idf: np.ndarray, fresh: bool) -> None:
