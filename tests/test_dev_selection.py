@@ -136,6 +136,28 @@ def test_best_model_and_early_stop_follow_the_dev_metric(lexical_model: Path, tm
     assert all(not e["best"] and "dev/ndcg@10" not in e["val"] for e in history["epochs"])
 
 
+def test_a_run_stopped_between_two_dev_evaluations_is_evaluated_where_it_stopped(lexical_model: Path,
+                                                                                 tmp_path: Path):
+    """5 steps, 2 evaluations (every 2 steps): the model after step 5 is evaluated too, and can be chosen;
+    a run cut short by the clock stops the same way."""
+    beir = write_beir(tmp_path / "devset")
+    cfg = tiny_config(
+        tmp_path,
+        lexical_model,
+        f"dev.sets=[{beir}]",
+        "dev.evaluations=2",
+        "training.max_steps=5",
+        "output.tensorboard=false",
+        n_train=12,
+    )
+    result = train(cfg)
+    history = json.loads((result.output_dir / "training_history.json").read_text())
+    steps = [e["global_step"] for e in history["evaluations"]]
+    assert steps == [0, 2, 4, 5]
+    last = history["evaluations"][-1]
+    assert "dev/ndcg@10" in last["val"] and "best" in last
+
+
 def test_a_model_trained_without_expansion_is_served_without_it(tiny_model_dir: Path, tmp_path: Path):
     cfg = tiny_config(
         tmp_path,

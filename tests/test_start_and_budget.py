@@ -155,6 +155,9 @@ def test_a_wall_clock_budget_plans_the_steps_that_fit(tiny_model_dir: Path, tmp_
     assert budget.plan(1.0, 10.0, every_steps=None, evaluations=2) == int((60 - 20) / 1.1)
     assert budget.plan(1.0, 10.0, every_steps=5, evaluations=0) == int(60 / (1.1 + 2.0))
     assert Budget(None).left() == float("inf") and not Budget(None).spent()
+    reserved = Budget(1.0)
+    reserved.reserve = 61.0  # the last evaluation would not fit: no further step starts
+    assert reserved.left() > 0 and reserved.spent()
     cfg = tiny_config(
         tmp_path,
         tiny_model_dir,

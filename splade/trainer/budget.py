@@ -1,7 +1,8 @@
 """A wall-clock training budget (`training.max_minutes`): how many optimizer steps fit, and when it is spent.
 
 The plan is made once, after step 0 was evaluated and a step was timed: the steps and the dev evaluations
-they bring must fit in what is left. The clock also stops the run if the estimate was too hopeful.
+they bring must fit in what is left. The clock also stops the run if the estimate was too hopeful, early
+enough that the model where it stopped is still evaluated within the budget.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class Budget:
     def __init__(self, minutes: float | None) -> None:
         self.minutes = minutes
         self.started = time.monotonic()
+        # seconds kept back for the dev evaluation of where the run stops (set once step 0 was timed)
+        self.reserve = 0.0
 
     def left(self) -> float:
         """Seconds left (infinite without a budget)."""
@@ -30,7 +33,8 @@ class Budget:
         return self.minutes * 60 - (time.monotonic() - self.started)
 
     def spent(self) -> bool:
-        return self.left() <= 0
+        """No time left for another step: only the reserve for the last evaluation remains."""
+        return self.left() <= self.reserve
 
     def plan(
         self, step_seconds: float, evaluation_seconds: float, every_steps: int | None, evaluations: int

@@ -161,11 +161,13 @@ class Trainer:
                 last_ckpt = self._optimizer_step(epoch, phase, last_ckpt)
                 if state.stopped_early:
                     break
-                if self._reached_max_steps() or budget.spent():
+                if self._reached_max_steps() or self._out_of_time(budget):
                     finished = True
                     break
             if state.stopped_early:
                 break
+            if finished:
+                self._evaluate_where_stopped(epoch, phase)
             if finished and state.batch_in_epoch < self.parts.micro_batches:
                 return self._stop_mid_epoch(epoch, phase, started, last_ckpt)
             self._end_epoch(epoch, phase, started)
@@ -245,6 +247,7 @@ class Trainer:
         evaluation = time.perf_counter() - started
         if budget.minutes is None or self.max_steps is not None:
             return
+        budget.reserve = self.dist.broadcast_int(round(evaluation * 1000)) / 1000 if self.parts.dev else 0.0
         dev = self.config.dev
         evaluations = (dev.evaluations or self.cfg_t.num_epochs) if self.parts.dev else 0
         rows = self.data.pool[: self.config.data.batch_size]
@@ -283,6 +286,20 @@ class Trainer:
         selects = kind in ("start", "step") or (kind == "epoch" and not self._dev_every_steps)
         return Evaluation(kind, phase, record, train, selects)
 
+    def _out_of_time(self, budget: Budget) -> bool:
+        """Rank 0's clock decides for every process, so all stop after the same step."""
+        return budget.minutes is not None and self.dist.broadcast_flag(budget.spent())
+
+    def _evaluate_where_stopped(self, epoch: int, phase: PhaseSettings) -> None:
+        """A run that `max_steps` or the clock ends between two step-wise dev evaluations is evaluated
+        where it stopped, so its last steps can still be selected (every rank decides alike)."""
+        every = self._dev_every() if self.parts.dev else None
+        if not every or self.state.global_step % every == 0:
+            return
+        if self.is_main:
+            self._evaluated(self._evaluate("step", epoch, phase), self.state.evaluations)
+        self.state.stopped_early = self.dist.broadcast_flag(self.state.stopped_early)
+
     def _evaluated(self, evaluation: Evaluation, entries: list[dict[str, Any]] | None) -> None:
         """Keep the entry in the state's `entries` (a resume carries them on) and tell the listeners."""
         if entries is not None:
@@ -301,8 +318,8 @@ class Trainer:
     def _stop_mid_epoch(
         self, epoch: int, phase: PhaseSettings, started: float, last_ckpt: Path | None
     ) -> tuple[Path, dict[str, Any]]:
-        """max_steps reached inside an epoch: checkpoint the true position (a resume continues this epoch)
-        and report the partial epoch, without the end-of-epoch bookkeeping."""
+        """max_steps or the clock reached inside an epoch: checkpoint the true position (a resume continues
+        this epoch) and report the partial epoch, without the end-of-epoch bookkeeping."""
         state = self.state
         if last_ckpt is None or last_ckpt.name != f"checkpoint_{state.global_step}":
             last_ckpt = self._save(phase)
@@ -311,9 +328,12 @@ class Trainer:
             evaluation = self._evaluate("partial", epoch, phase, started)
             self._evaluated(evaluation, None)
             record = evaluation.record
+        reason = (f"training.max_steps={self.cfg_t.max_steps}" if self.cfg_t.max_steps is not None
+                  else f"training.max_minutes={self.cfg_t.max_minutes:g}")
         log.info(
-            "stopped at training.max_steps=%d in epoch %d after %d of %d batches; --resume continues it",
-            self.cfg_t.max_steps,
+            "stopped at step %d (%s) in epoch %d after %d of %d batches; --resume continues it",
+            state.global_step,
+            reason,
             epoch,
             state.batch_in_epoch,
             self.parts.micro_batches,
