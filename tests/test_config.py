@@ -139,6 +139,13 @@ def test_malformed_override_and_yaml(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(SpladeError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+    twice = tmp_path / "twice.yaml"
+    text = (CONFIGS / "train_v23.yaml").read_text(encoding="utf-8")
+    twice.write_text(text.replace("  lexical_floor: 0.75", "  lexical_floor: 0.75\n  lexical_floor: 0.5", 1))
+    line = text[: text.index("  lexical_floor: 0.75")].count("\n") + 2
+    repeated = rf"^{twice}:{line}: not valid YAML \(the key 'lexical_floor' is given twice\)$"
+    with pytest.raises(SpladeError, match=repeated):  # PyYAML alone keeps the second, silently
+        load_config(twice)
 
 
 def test_cli_reports_a_bad_key_in_one_line() -> None:
