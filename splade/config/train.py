@@ -257,7 +257,8 @@ class DevConfig(StrictModel):
     half: Literal["select", "report", "all"] = "select"
     metric: Literal["ndcg@10", "mrr@10", "recall@100"] = "ndcg@10"
     every_steps: int | None = Field(default=None, gt=0)  # null: at the end of every epoch
-    evaluations: int | None = Field(default=None, gt=0)  # or this many over a budgeted run
+    # or this many over a run of max_steps or a budget (the last one on its last step)
+    evaluations: int | None = Field(default=None, gt=0)
     max_queries: int | None = Field(default=200, gt=0)  # a fixed, seeded sample per set
     # judged documents of the sampled queries plus seeded distractors up to this many (null: whole corpus)
     max_documents: int | None = Field(default=5000, gt=0)

@@ -11,6 +11,7 @@ weights per step: a pure function of the step), `TrainStep` (forward, loss, back
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -422,8 +423,8 @@ class Trainer:
         dev = self.config.dev
         if dev.every_steps:
             return dev.every_steps
-        if dev.evaluations and self.max_steps:
-            return max(1, self.max_steps // dev.evaluations)
+        if dev.evaluations and self.max_steps:  # rounded up: the last one falls on the last step
+            return max(1, math.ceil(self.max_steps / dev.evaluations))
         return None
 
 
