@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from splade.atomic import write_json
 from splade.errors import SpladeError
@@ -33,7 +33,7 @@ QueryEncoderKind = Literal["model", "idf"]
 # the terms whose encoder weights a lexical floor scales by `1 - share`: a text's own tokens (its expansion
 # counts in full), or every term (models saved before the scope was recorded)
 FloorScope = Literal["own", "all"]
-FLOOR_SCOPES: tuple[str, ...] = ("own", "all")
+FLOOR_SCOPES: tuple[str, ...] = get_args(FloorScope)
 QUERY_WEIGHTS_NAME = "idf.json"  # an inference-free model's query weights, {token: weight}
 LEXICAL_FLOOR_NAME = "lexical_floor.json"  # the weight a text's own token carries at least, {token: weight}
 
