@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -58,6 +59,38 @@ def test_the_start_weighs_a_texts_own_tokens_like_idf(tiny_model_dir: Path, tmp_
     again = SpladeModel.from_pretrained(saved).eval()
     assert again.decoder_untied
     torch.testing.assert_close(again.encode(texts[:5]), model.encode(texts[:5]), atol=1e-5, rtol=1e-5)
+
+
+def test_idf_is_counted_over_the_passages_qa_triplets_retrieve(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`loss.idf_documents: passages` (the default) counts document frequencies over the QA triplets'
+    documents only: a word that only lexicon entries hold stays at the unseen IDF, and the count of
+    documents is the passages'. `all` counts every training document."""
+    from splade.model.tokenization import TextTokenizer
+    from splade.trainer.training_data import TrainingData
+
+    def triplet(query: str, positive: str, negative: str, pair_type: str) -> str:
+        row = {"query": query, "positive": positive, "negative": negative, "pair_type": pair_type}
+        return json.dumps(row, ensure_ascii=False) + "\n"
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        triplet("당뇨병", "당뇨병 치료 방법", "고혈압 예방과 관리", "monolingual_qa")
+        + triplet("서울", "서울은 한국의 수도이다", "커피는 건강에 좋다", "monolingual_qa")
+        + triplet("커피", "coffee", "health", "single_term")
+        + triplet("감기", "common cold symptoms", "coffee", "single_term"),
+        encoding="utf-8",
+    )
+    hf_tokenizer = SpladeModel.from_pretrained(tiny_model_dir).tokenizer
+    tokenizer, counts = TextTokenizer(hf_tokenizer), {}
+    for documents in ("passages", "all"):
+        overrides = f"data.train_files=[{mixed}]", f"loss.idf_documents={documents}"
+        cfg = tiny_config(tmp_path, tiny_model_dir, *overrides)
+        data = TrainingData.load(cfg, tokenizer)
+        counts[documents] = data.document_frequencies(cfg, tokenizer, len(hf_tokenizer))
+    coffee = [i for i in hf_tokenizer("coffee")["input_ids"] if i not in hf_tokenizer.all_special_ids]
+    (passage_df, passages), (all_df, documents) = counts["passages"], counts["all"]
+    assert passages == 4 and documents == 7  # distinct texts: 4 passages, 3 lexicon documents
+    assert passage_df[coffee].max() == 0 and all_df[coffee].min() >= 1
 
 
 def test_no_noise_activation_weighs_more_than_its_tokens_target() -> None:

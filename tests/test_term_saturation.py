@@ -89,11 +89,11 @@ def test_the_average_length_is_measured_on_the_passages_qa_triplets_retrieve() -
     from types import SimpleNamespace
 
     from splade.trainer.batches import TripletRows
-    from splade.trainer.setup import passage_rows
+    from splade.trainer.training_data import TrainingData
 
     rows = TripletRows(query=np.array([0, 1, 2]), positive=np.array([3, 4, 5]), negative=np.array([6, 7, 8]))
     kinds = ["monolingual_qa", "single_term", "cross_lingual_qa"]
     data = SimpleNamespace(rows=rows, dataset=SimpleNamespace(values=lambda field: kinds))
-    assert passage_rows(data).tolist() == [3, 5, 6, 8]  # type: ignore[arg-type]
+    assert TrainingData.passage_rows(data).tolist() == [3, 5, 6, 8]  # type: ignore[arg-type]
     kinds[:] = ["single_term", "cross_lingual", "paraphrase"]
-    assert passage_rows(data).tolist() == [3, 4, 5, 6, 7, 8]  # type: ignore[arg-type]
+    assert TrainingData.passage_rows(data).tolist() == [3, 4, 5, 6, 7, 8]  # type: ignore[arg-type]

@@ -155,7 +155,11 @@ class LossConfig(StrictModel):
     # `model.bm25` and `model.lexical_floor` scale them and add the floor (an expansion term pays for its
     # activation in full, as at weight 1, not a quarter of it), or the `served` weights
     flops_on: Literal["activations", "served"] = "activations"
-    idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF; default: the training file's texts
+    # the documents IDF is counted over (FLOPS weights, the lexical start and floor, an inference-free
+    # query table): `passages`, those of the QA triplets (all documents when there are none), as the
+    # indexed corpus is; `all`, every training document, lexicon entries and sentences too
+    idf_documents: Literal["passages", "all"] = "passages"
+    idf_corpus: Path | None = None  # JSONL/BEIR corpus for IDF instead of the training documents
     lambda_kd: float = Field(default=0.0, ge=0.0)
     teacher: TeacherConfig | None = None
     # self-reconstruction and positive activation push a term's weight up to this target and no further

@@ -3,6 +3,7 @@ the loss, the teacher, the dev sets, the schedule, the optimizer and the step.""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -117,15 +118,6 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     return model
 
 
-def passage_rows(data: TrainingData) -> np.ndarray:
-    """Text rows of the documents of the QA triplets (`pair_type` ending in `_qa`), or of every document
-    when the files hold no QA triplets."""
-    qa = np.array([kind.endswith("_qa") for kind in data.dataset.values("pair_type")], dtype=bool)
-    if not qa.any():
-        return data.rows.documents()
-    return np.unique(np.concatenate([data.rows.positive[qa], data.rows.negative[qa]]))
-
-
 def apply_term_saturation(config: TrainConfig, model: SpladeModel, data: TrainingData) -> None:
     """Set `model.bm25`'s term weighting: k1, b and the average length from the config, or the average
     length measured on a seeded sample of the training passages tokenized at the served document length
@@ -136,7 +128,7 @@ def apply_term_saturation(config: TrainConfig, model: SpladeModel, data: Trainin
         return
     average = cfg.average_length
     if average is None:
-        documents = passage_rows(data)
+        documents = data.passage_rows()
         rng = np.random.default_rng(config.training.seed)
         rows = rng.choice(documents, size=min(len(documents), cfg.length_sample), replace=False)
         texts = [data.table.texts[r] for r in rows]
@@ -195,8 +187,9 @@ def apply_lexical_start(
         data.cache.save(f"lexical-{key}", **head_arrays(model, fitted))
     if not cfg.calibrate_start:
         return fitted
+    targets = start_targets(config, model, idf)
     calibration_key = key_of(
-        key, CALIBRATION_RULE, cfg.query_encoder, cfg.calibration_texts, cfg.start_score_scale
+        key, CALIBRATION_RULE, cfg.calibration_texts, hashlib.sha256(targets.numpy().tobytes()).hexdigest()
     )
     calibration = f"calibration-{calibration_key}"
     cached = data.cache.load(calibration)
@@ -207,7 +200,7 @@ def apply_lexical_start(
         data.pool, size=min(len(data.pool), cfg.calibration_texts // 2), replace=False
     )
     rows = np.concatenate([data.rows.query[picked], data.rows.positive[picked]])
-    calibrate_own_weights(model, [data.table.texts[r] for r in rows], start_targets(config, model, idf))
+    calibrate_own_weights(model, [data.table.texts[r] for r in rows], targets)
     data.cache.save(calibration, **calibration_arrays(model))
     return fitted
 

@@ -107,15 +107,26 @@ class TrainingData:
     def mix(self) -> dict[str, Any]:
         return mix_report(self.dataset, self.pool)
 
+    def passage_rows(self) -> np.ndarray:
+        """Text rows of the documents of the QA triplets (`pair_type` ending in `_qa`: the passages the
+        model retrieves), or of every document when the files hold no QA triplets. Lexicon entries and
+        sentence pairs are far shorter than passages and use the vocabulary otherwise."""
+        qa = np.array([kind.endswith("_qa") for kind in self.dataset.values("pair_type")], dtype=bool)
+        if not qa.any():
+            return self.rows.documents()
+        return np.unique(np.concatenate([self.rows.positive[qa], self.rows.negative[qa]]))
+
     def document_frequencies(
         self, config: TrainConfig, tokenizer: TextTokenizer, vocab_size: int
     ) -> tuple[np.ndarray, int]:
-        """Document frequency of every token over the training documents (or `loss.idf_corpus`), and the
-        number of documents; cached."""
+        """Document frequency of every token over the training passages (`loss.idf_documents`), every
+        training document, or `loss.idf_corpus`, and the number of documents; cached."""
         corpus: Path | None = config.loss.idf_corpus
         max_length = table_length(config)
         if corpus is None:
-            table, documents, source = self.table, self.rows.documents(), self.files_key
+            passages = config.loss.idf_documents == "passages"
+            documents = self.passage_rows() if passages else self.rows.documents()
+            table, source = self.table, key_of(self.files_key, config.loss.idf_documents)
         else:
             texts = corpus_texts(Path(corpus))
             table, documents = tokenize_table(texts, tokenizer, max_length), np.arange(len(texts))
