@@ -14,9 +14,11 @@ model's own pieces), dense e5, the teacher it distils from and sentence-transfor
    msmarco-koen dev splits (none of its queries selected a model), documents at the served length, with
    Kiwi BM25, BM25 over the model's pieces, dense me5-small-koen and the teacher ensemble as rows.
 
-It prints one table (NDCG@10 per set, Recall@1000, terms per query and document, query encoding time)
-and each model's dev curve (with terms per query and document at each evaluation); `--json FILE` writes
-`{system: {dataset: {"ndcg@10": x, "recall@1000": y}}}`. Reports, runs and logs stay under `--out`.
+It prints one table (NDCG@10 per set, Recall@1000, terms per query and document and query encoding time
+per query on the first set, FLOPS per query x document pair on each) and each model's dev curve (with
+terms per query and document at each evaluation); `--json FILE` writes
+`{system: {dataset: {"ndcg@10": x, "recall@1000": y, "flops": z}}}` (`flops` for the systems that have
+it). Reports, runs and logs stay under `--out`.
 
     python benchmarks/bench_quality.py [--device cpu|cuda] [--steps 200 | --minutes 60 | --full]
                                        [--batch 16] [--variant NAME=OVERRIDES ...] [--max-queries 300]
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -209,15 +212,21 @@ def _systems(results: dict) -> dict[str, dict[str, dict]]:
 
 
 def figures(results: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """`{system: {dataset: {"ndcg@10", "recall@1000"}}}` on the own corpus (else the merged one)."""
+    """`{system: {dataset: {"ndcg@10", "recall@1000", "flops"}}}` on the own corpus (else the merged one)."""
     rows = _systems(results.get("own") or results["merged"])
     return {
-        system: {
-            dataset: {k: r["metrics"][k] for k in ("ndcg@10", "recall@1000") if k in r["metrics"]}
-            for dataset, r in by_dataset.items()
-        }
+        system: {dataset: _figures_of(result) for dataset, result in by_dataset.items()}
         for system, by_dataset in rows.items()
     }
+
+
+def _figures_of(result: dict) -> dict[str, float]:
+    """NDCG@10 and R@1000 of one system on one set, and its FLOPS per pair where it has one (sparse)."""
+    out = {k: result["metrics"][k] for k in ("ndcg@10", "recall@1000") if k in result["metrics"]}
+    flops = (result.get("efficiency") or {}).get("flops")
+    if flops is not None and math.isfinite(flops):
+        out["flops"] = flops
+    return out
 
 
 def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str) -> None:
@@ -233,7 +242,10 @@ def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str)
     header = f"{'system':22}"
     for name in sets:
         header += "".join(f" {name + ' ' + corpus:>{len(name) + 8}}" for corpus in rows) + f"{'R@1000':>8}"
-    print(header + f"{'q terms':>9}{'d terms':>9}{'q ms':>8}")
+    # terms and query encoding on the first set (its whole batch of queries, divided); FLOPS on each set
+    queries = {d["name"]: d["n_queries"] for d in results[recall_corpus]["datasets"]}
+    flops_header = "FLOPS " + " / ".join(sets)
+    print(header + f"{'q terms':>9}{'d terms':>9}{'q ms':>8}  {flops_header}")
     for system in next(iter(rows.values())):
         cells = ""
         for name in sets:
@@ -242,12 +254,14 @@ def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str)
                 cells += f" {metrics.get('ndcg@10', float('nan')):{len(name) + 8}.3f}"
             metrics = rows[recall_corpus].get(system, {}).get(name, {}).get("metrics", {})
             cells += f"{metrics.get('recall@1000', float('nan')):8.3f}"
-        result = next(iter(rows[recall_corpus][system].values()))
-        efficiency = result.get("efficiency") or {}
-        terms = f"{efficiency.get('avg_query_terms', float('nan')):9.1f}"
-        terms += f"{efficiency.get('avg_doc_terms', float('nan')):9.1f}"
-        per_query = efficiency.get("query_encode_ms_per_query", float("nan"))
-        print(f"{system:22}{cells}{terms}{per_query:8.2f}")
+        own = rows[recall_corpus].get(system, {})
+        by_set = {name: own.get(name, {}).get("efficiency") or {} for name in sets}
+        first = by_set[sets[0]]
+        terms = f"{first.get('avg_query_terms', float('nan')):9.1f}"
+        terms += f"{first.get('avg_doc_terms', float('nan')):9.1f}"
+        per_query = 1000 * first.get("query_encode_s", float("nan")) / max(1, queries[sets[0]])
+        flops = " / ".join(f"{by_set[name].get('flops', float('nan')):.2f}" for name in sets)
+        print(f"{system:22}{cells}{terms}{per_query:8.3f}  {flops}")
 
 
 def _dev_points(args: argparse.Namespace, name: str) -> list[tuple[int, dict]]:
