@@ -230,7 +230,7 @@ def _figures_of(result: dict) -> dict[str, float]:
 
 
 def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str) -> None:
-    """NDCG@10 for each set on each evaluated corpus, Recall@1000, terms and query encoding time."""
+    """NDCG@10 for each set on each evaluated corpus, Recall@1000, terms, query encoding time and FLOPS."""
     rows = {corpus: _systems(result) for corpus, result in results.items()}
     recall_corpus = "merged" if "merged" in rows else "own"
     print()
@@ -254,8 +254,8 @@ def print_table(args: argparse.Namespace, results: dict[str, dict], budget: str)
                 cells += f" {metrics.get('ndcg@10', float('nan')):{len(name) + 8}.3f}"
             metrics = rows[recall_corpus].get(system, {}).get(name, {}).get("metrics", {})
             cells += f"{metrics.get('recall@1000', float('nan')):8.3f}"
-        own = rows[recall_corpus].get(system, {})
-        by_set = {name: own.get(name, {}).get("efficiency") or {} for name in sets}
+        per_set = rows[recall_corpus].get(system, {})
+        by_set = {name: per_set.get(name, {}).get("efficiency") or {} for name in sets}
         first = by_set[sets[0]]
         terms = f"{first.get('avg_query_terms', float('nan')):9.1f}"
         terms += f"{first.get('avg_doc_terms', float('nan')):9.1f}"
