@@ -14,6 +14,7 @@ from splade.config import load_config
 from splade.errors import SpladeError
 from splade.quickstart import QUICKSTART_CONFIG
 from splade.trainer import checkpoints as ckpt
+from splade.trainer.budget import Budget
 from splade.trainer.loop import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -190,6 +191,26 @@ def test_early_stop_is_saved_and_a_resume_does_not_train_again(
     assert again.stopped_early and again.global_step == 8 and len(again.history) == 2
     assert not (cfg.output.dir / "checkpoint_12").exists()
     assert any("already stopped early after epoch 2" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_the_clock_ended_is_finished_on_resume(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `max_minutes` run whose plan was too hopeful is stopped by the clock; a resume does not train on
+    to the planned steps (the budget is spent), but a resume that sets `max_steps` may."""
+    monkeypatch.setattr(Budget, "plan", lambda *args: 100_000)  # far more steps than 3 seconds allow
+    cfg = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=50")
+    first = train(cfg)
+    assert 0 < first.global_step < 100_000
+    state = ckpt.load_trainer_state(first.last_checkpoint)
+    assert state.out_of_time and state.planned_steps == 100_000
+    with caplog.at_level("WARNING"):
+        again = train(cfg, resume=True)
+    assert again.global_step == first.global_step
+    assert any("already spent its training.max_minutes budget" in r.getMessage() for r in caplog.records)
+    more = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=50",
+                   f"training.max_steps={first.global_step + 1}")
+    assert train(more, resume=True).global_step == first.global_step + 1
 
 
 def test_resume_with_other_batching_settings_warns(

@@ -54,6 +54,7 @@ class TrainerState:
     skipped_lines: int = 0
     stopped_early: bool = False  # early stopping fired: a resume has nothing left to train
     planned_steps: int | None = None  # a `training.max_minutes` budget's steps, fixed when it was planned
+    out_of_time: bool = False  # the `training.max_minutes` clock ended the run: a resume has nothing left
 
 
 def rng_states() -> dict[str, Any]:

@@ -116,6 +116,15 @@ class Trainer:
             )
             torch.set_num_threads(self._threads)
             return self._result(self.checkpoint)
+        if state.out_of_time and self.cfg_t.max_steps is None:
+            log.warning(
+                "%s: this run already spent its training.max_minutes budget at step %d; nothing left to "
+                "train (set training.max_steps to train on)",
+                self.checkpoint,
+                state.global_step,
+            )
+            torch.set_num_threads(self._threads)
+            return self._result(self.checkpoint)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "train_config.json", self.config.model_dump(mode="json"))
@@ -147,7 +156,7 @@ class Trainer:
         finished = self._reached_max_steps()
         if finished and state.epoch <= t.num_epochs:
             log.warning(
-                "already at training.max_steps=%d (step %d); nothing to train", t.max_steps, state.global_step
+                "already at the run's %d steps (step %d); nothing to train", self.max_steps, state.global_step
             )
         last_ckpt: Path | None = self.checkpoint
         self.step.epoch = RunningMeans(state.epoch_sums, self.device)
@@ -162,8 +171,11 @@ class Trainer:
                 last_ckpt = self._optimizer_step(epoch, phase, last_ckpt)
                 if state.stopped_early:
                     break
-                if self._reached_max_steps() or self._out_of_time(budget):
+                if self._reached_max_steps():
                     finished = True
+                    break
+                if self._out_of_time(budget):
+                    finished = state.out_of_time = True
                     break
             if state.stopped_early:
                 break
