@@ -106,23 +106,9 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         state = self.state
-        if state.stopped_early:
-            log.warning(
-                "%s: this run already stopped early after epoch %d (no improvement for %d evaluations); "
-                "nothing left to train",
-                self.checkpoint,
-                state.epoch - 1,
-                state.bad_epochs,
-            )
-            torch.set_num_threads(self._threads)
-            return self._result(self.checkpoint)
-        if state.out_of_time and self.cfg_t.max_steps is None:
-            log.warning(
-                "%s: this run already spent its training.max_minutes budget at step %d; nothing left to "
-                "train (set training.max_steps to train on)",
-                self.checkpoint,
-                state.global_step,
-            )
+        finished = self._finished_before()
+        if finished:
+            log.warning("%s: this run already %s; nothing left to train", self.checkpoint, finished)
             torch.set_num_threads(self._threads)
             return self._result(self.checkpoint)
         if self.is_main:
@@ -140,6 +126,18 @@ class Trainer:
             self.events.close()
             torch.set_num_threads(self._threads)
         return self._result(last_ckpt, partial)
+
+    def _finished_before(self) -> str | None:
+        """Why the resumed run has nothing left to train (None: it has): it stopped early, or the
+        `max_minutes` clock ended it and no `max_steps` asks for more."""
+        state = self.state
+        if state.stopped_early:
+            return (f"stopped early after epoch {state.epoch - 1} "
+                    f"(no improvement for {state.bad_epochs} evaluations)")
+        if state.out_of_time and self.cfg_t.max_steps is None:
+            return (f"spent its training.max_minutes budget at step {state.global_step} "
+                    "(set training.max_steps to train on)")
+        return None
 
     def _train(self) -> tuple[Path | None, dict[str, Any] | None]:
         """Epochs of micro-batches until the last epoch, `max_steps`, the budget or early stopping; the
