@@ -199,16 +199,17 @@ def test_a_run_the_clock_ended_is_finished_on_resume(
     """A `max_minutes` run whose plan was too hopeful is stopped by the clock; a resume does not train on
     to the planned steps (the budget is spent), but a resume that sets `max_steps` may."""
     monkeypatch.setattr(Budget, "plan", lambda *args: 100_000)  # far more steps than 3 seconds allow
-    cfg = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=50")
+    cfg = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=5000",
+                  "training.save_steps=1")  # every step checkpointed before the clock is read
     first = train(cfg)
-    assert 0 < first.global_step < 100_000
+    assert 0 < first.global_step < 5000 * 4  # the clock ended it, not the epochs
     state = ckpt.load_trainer_state(first.last_checkpoint)
     assert state.out_of_time and state.planned_steps == 100_000
     with caplog.at_level("WARNING"):
         again = train(cfg, resume=True)
     assert again.global_step == first.global_step
     assert any("already spent its training.max_minutes budget" in r.getMessage() for r in caplog.records)
-    more = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=50",
+    more = _config(tmp_path, tiny_model_dir, "clock", "training.max_minutes=0.05", "training.num_epochs=5000",
                    f"training.max_steps={first.global_step + 1}")
     assert train(more, resume=True).global_step == first.global_step + 1
 

@@ -332,7 +332,8 @@ class Trainer:
         """max_steps or the clock reached inside an epoch: checkpoint the true position (a resume continues
         this epoch) and report the partial epoch, without the end-of-epoch bookkeeping."""
         state = self.state
-        if last_ckpt is None or last_ckpt.name != f"checkpoint_{state.global_step}":
+        written = last_ckpt is not None and last_ckpt.name == f"checkpoint_{state.global_step}"
+        if not written or state.out_of_time:  # this step's checkpoint came before the clock ended the run
             last_ckpt = self._save(phase)
         record: dict[str, Any] = {"epoch": epoch, "global_step": state.global_step, "partial": True}
         if self.is_main:
