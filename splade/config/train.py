@@ -36,6 +36,9 @@ class ModelConfig(StrictModel):
     # weight of the terms a text does not contain (expansion) against its own tokens: 1 is plain SPLADE,
     # 0 own tokens only; in between, expansion stays learnable but cannot drown the text's own words. Saved
     expansion_weight: float = Field(default=1.0, ge=0.0, le=1.0)
+    # served documents' expansion terms weigh this instead (null: expansion_weight). Training scores both
+    # sides at expansion_weight; indexes, dev selection and every encoder serve documents at this. Saved
+    doc_expansion_weight: float | None = Field(default=None, gt=0.0, le=1.0)
     # BM25's term-frequency saturation and length normalisation on every term of a text: an own token by
     # its count, an expansion term as one occurrence at expansion_weight (null: off, plain SPLADE). Saved
     bm25: Bm25Config | None = None
@@ -67,6 +70,13 @@ class ModelConfig(StrictModel):
     # the lengths the saved model is served with (null: the training lengths of `data`)
     query_max_length: int | None = Field(default=None, gt=1, le=8192)
     doc_max_length: int | None = Field(default=None, gt=1, le=8192)
+
+    @model_validator(mode="after")
+    def _document_expansion(self) -> ModelConfig:
+        if self.doc_expansion_weight is not None and self.expansion_weight == 0.0:
+            raise ValueError("model.doc_expansion_weight: a model with expansion_weight 0 has no expansion "
+                             "to weigh (leave it null)")
+        return self
 
 
 class NeighbourConfig(StrictModel):

@@ -5,7 +5,9 @@ normalisation of a model trained for cosine scores, and the token-id -> token-st
 only implements `_encode_batch`.
 
 Queries and documents are encoded at their own lengths (`kind`). An inference-free model's queries never
-reach the backend: their vector is the weight table's entries for their own tokens.
+reach the backend: their vector is the weight table's entries for their own tokens. A model served with a
+document expansion weight of its own (`doc_expansion_weight`) has its documents' expansion terms rescaled
+here, after the backend: an exported graph computes the vectors as trained.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ class Encoder(ABC):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, model_name: str,
                  similarity: Similarity = "dot", query_max_length: int | None = None,
-                 query_weights: np.ndarray | None = None) -> None:
+                 query_weights: np.ndarray | None = None, document_expansion_ratio: float | None = None
+                 ) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length  # documents
         self.query_max_length = query_max_length or max_length
         self.query_weights = query_weights  # an inference-free model's `[vocab]` query weight table
+        # what documents' expansion terms are multiplied by (None: served as trained)
+        self.document_expansion_ratio = document_expansion_ratio
         self.model_name = model_name
         self.similarity = similarity
         self.text_tokenizer = TextTokenizer(tokenizer)
@@ -103,7 +108,7 @@ class Encoder(ABC):
         with tqdm(total=len(texts), desc=desc, disable=not show_progress, unit="text") as bar:
             for start in range(0, len(texts), ENCODE_WINDOW):
                 window = texts[start:start + ENCODE_WINDOW]
-                parts.append(self._encode_window(window, batch_size, top_k, threshold, length, bar))
+                parts.append(self._encode_window(window, batch_size, top_k, threshold, length, bar, kind))
         return SparseBatch.concat(parts)
 
     def encode_queries(self, texts: Sequence[str], **options) -> SparseBatch:  # noqa: ANN003 - see encode
@@ -127,19 +132,34 @@ class Encoder(ABC):
         return SparseBatch.from_dense(dense, top_k=top_k, threshold=threshold)
 
     def _encode_window(self, texts: list[str], batch_size: int, top_k: int | None, threshold: float,
-                       max_length: int | None, bar: tqdm) -> SparseBatch:
+                       max_length: int | None, bar: tqdm, kind: TextKind = "document") -> SparseBatch:
         """One window of texts in length-sorted batches, returned in input order."""
         encoded = self.text_tokenizer.encode(texts, max_length or self.max_length)
         order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
+        ratio = self.document_expansion_ratio if kind == "document" else None
         parts: list[SparseBatch] = []
         for start in range(0, len(texts), batch_size):
             ids, mask = self.text_tokenizer.pad([encoded[i] for i in order[start:start + batch_size]])
-            parts.append(self._finish(self._encode_batch(ids, mask), top_k, threshold))
+            dense = self._encode_batch(ids, mask)
+            if ratio is not None:
+                dense = scale_expansion(dense, ids, mask, ratio)
+            parts.append(self._finish(dense, top_k, threshold))
             bar.update(len(ids))
         merged = SparseBatch.concat(parts)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return merged.select(inverse)
+
+
+def scale_expansion(dense: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray,
+                    ratio: float) -> np.ndarray:
+    """`dense` rows with every term their text does not contain multiplied by `ratio` (numpy's
+    `splade.model.term_weights.scale_expansion`)."""
+    scaled = dense * np.float32(ratio)
+    rows, positions = np.nonzero(attention_mask)
+    own = input_ids[rows, positions]
+    scaled[rows, own] = dense[rows, own]
+    return scaled
 
 
 def weigh_tokens(encoded: Sequence[np.ndarray], table: np.ndarray, top_k: int | None = None,

@@ -89,7 +89,7 @@ class OnnxEncoder(Encoder):
             width = artifact.vocab_size or len(tokenizer)
             table = read_query_weights(folder, tokenizer, width).numpy()
         super().__init__(tokenizer, max_length or artifact.doc_length, model_id, artifact.similarity,
-                         artifact.query_length, table)
+                         artifact.query_length, table, artifact.document_expansion_ratio)
         threads = threads or _default_threads()
         self._open(path, folder, variant, wanted, threads)
         if uses_gpu(provider_names(wanted)) and not self.use_io_binding:

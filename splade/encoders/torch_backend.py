@@ -44,6 +44,7 @@ class TorchEncoder(Encoder):
             model.similarity,
             model.query_max_length,
             table,
+            model.document_expansion_ratio,
         )
         self.model = model
         self.device = model.vocab_keep.device

@@ -130,18 +130,20 @@ def build_ml_commons_package(
 
     The traced module is checked against the PyTorch model on Korean and English text, one text at a
     time as ML Commons runs it; a miss raises `SpladeError` with the figures and writes nothing.
+    The module encodes documents as served (a model's `doc_expansion_weight` included): it is what an
+    ingest pipeline runs. `splade search` sends `query_tokens` encoded as queries.
     Returns the zip's path.
     """
     model = load_for_export(checkpoint, max_length)
     name = name or Path(checkpoint).resolve().name
-    graph = ExportGraph(model).eval()
+    graph = ExportGraph(model, documents=True).eval()  # what ingest encodes (documents, as served)
     names = token_names(model.tokenizer, model.vocab_size)
     carriers = carrier_ids(names) if has_duplicates(names) else None
     traced = trace_sparse_module(graph, model.tokenizer, model.max_length, carriers)
 
     @torch.no_grad()
     def reference(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        dense = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        dense = model.encode_document_ids(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         return dense if carriers is None else merge_by_name(dense, carriers)
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ from splade.atomic import write_json
 from splade.errors import SpladeError
 from splade.fingerprint import weights_fingerprint  # noqa: F401 - its old home
 from splade.model.st_format import read_module_files
-from splade.model.term_weights import TermSaturation
+from splade.model.term_weights import TermSaturation, document_expansion_ratio
 
 SPLADE_CONFIG_NAME = "splade_config.json"
 ONNX_INPUT_NAMES = ("input_ids", "attention_mask")
@@ -55,6 +55,7 @@ class SpladeArtifact:
     doc_max_length: int | None = None  # served document length (None: max_length)
     query_encoder: QueryEncoderKind = "model"  # idf: queries are weighted by a table (inference-free)
     expansion_weight: float = 1.0  # terms a text does not contain weigh this much (0: own tokens only)
+    doc_expansion_weight: float | None = None  # served documents' expansion weight (None: expansion_weight)
     bm25: dict[str, float] | None = None  # BM25's term-frequency part: k1, b, average_length (None: off)
     # a text's own tokens carry `lexical_floor.json`'s weights, this share of their start weights, and the
     # encoder's weights count the rest on top (0: no floor)
@@ -87,6 +88,11 @@ class SpladeArtifact:
         if isinstance(weight, bool) or not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
             raise SpladeError(f"{path}: expansion_weight {weight!r} is not in [0, 1]")
         artifact = cls(**known)
+        doc_weight = artifact.doc_expansion_weight
+        if doc_weight is not None and (isinstance(doc_weight, bool) or not isinstance(doc_weight, int | float)
+                                       or not 0.0 < doc_weight <= 1.0 or weight == 0):
+            raise SpladeError(f"{path}: doc_expansion_weight {doc_weight!r} is not in (0, 1] "
+                              "with an expansion_weight above 0")
         try:
             artifact.term_saturation  # noqa: B018 - validates the saved `bm25` object
         except ValueError as exc:
@@ -110,6 +116,12 @@ class SpladeArtifact:
     def term_saturation(self) -> TermSaturation | None:
         """The saved BM25 term weighting (`splade.model.term_weights`), or None."""
         return None if self.bm25 is None else TermSaturation.from_json(self.bm25)
+
+    @property
+    def document_expansion_ratio(self) -> float | None:
+        """What a served document's expansion terms are multiplied by (None: served as trained)."""
+        return document_expansion_ratio(self.expansion_weight, self.doc_expansion_weight,
+                                        self.query_encoder == "idf")
 
     @property
     def query_length(self) -> int:

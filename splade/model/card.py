@@ -113,7 +113,9 @@ def _expansion(config: dict[str, Any]) -> str:
     weight = float(saved_expansion_weight(config))
     if weight == 0.0:
         return "no (a text's own tokens only)"
-    return "yes" if weight == 1.0 else f"yes, weighed {weight:g} against a text's own tokens"
+    text = "yes" if weight == 1.0 else f"yes, weighed {weight:g} against a text's own tokens"
+    doc_weight = config.get("doc_expansion_weight")
+    return text if doc_weight is None else f"{text} (documents served at {float(doc_weight):g})"
 
 
 def _term_weighting(config: dict[str, Any]) -> str | None:

@@ -43,7 +43,13 @@ from splade.model.query_weights import (
 )
 from splade.model.st_format import DOCUMENT_DIR, read_module_files, remove_module_files, write_module_files
 from splade.model.st_router import weights_folder, write_router_files
-from splade.model.term_weights import TermSaturation, bag_of_tokens, term_scales
+from splade.model.term_weights import (
+    TermSaturation,
+    bag_of_tokens,
+    document_expansion_ratio,
+    scale_expansion,
+    term_scales,
+)
 
 
 class SpladeModel(nn.Module):
@@ -67,6 +73,8 @@ class SpladeModel(nn.Module):
         self.query_max_length = query_max_length or max_length
         # terms a text does not contain weigh this much against its own tokens (1: plain SPLADE)
         self.expansion_weight = expansion_weight
+        # served documents' expansion terms weigh this instead (None: expansion_weight, as trained)
+        self.doc_expansion_weight: float | None = None
         # BM25's term-frequency saturation and length normalisation of every term (None: off)
         self.term_saturation: TermSaturation | None = None
         self.similarity = similarity
@@ -171,6 +179,20 @@ class SpladeModel(nn.Module):
         bag = bag_of_tokens(input_ids, attention_mask, self.vocab_size)
         return bag * self.query_weights.clamp_min(0.0)
 
+    @property
+    def document_expansion_ratio(self) -> float | None:
+        """What a served document's expansion terms are multiplied by (None: served as trained)."""
+        return document_expansion_ratio(self.expansion_weight, self.doc_expansion_weight, self.inference_free)
+
+    def encode_document_ids(
+        self, input_ids: Tensor, attention_mask: Tensor, pooling: str = "plain"
+    ) -> Tensor:
+        """`[batch, vocab]` document vectors as served: the forward, expansion at `doc_expansion_weight`.
+        Training scores documents with the forward itself."""
+        reps = self(input_ids, attention_mask, pooling=pooling)
+        ratio = self.document_expansion_ratio
+        return reps if ratio is None else scale_expansion(reps, input_ids, attention_mask, ratio)
+
     def term_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """`[batch, seq, vocab]` MLM logits (for inspection and tests; the forward never builds them)."""
         hidden = self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -221,6 +243,7 @@ class SpladeModel(nn.Module):
                 query_max_length=artifact.query_length,
             )
             model.term_saturation = artifact.term_saturation
+            model.doc_expansion_weight = artifact.doc_expansion_weight
             if artifact.query_encoder == "idf":
                 model.set_query_weights(read_query_weights(folder, tokenizer, model.vocab_size))
             if artifact.lexical_floor:
@@ -251,6 +274,7 @@ class SpladeModel(nn.Module):
             query_encoder="idf" if self.inference_free else "model",
             backbone_path=DOCUMENT_DIR if self.inference_free else None,
             expansion_weight=self.expansion_weight,
+            doc_expansion_weight=self.doc_expansion_weight if self.document_expansion_ratio else None,
             bm25=self.term_saturation.as_json() if self.term_saturation else None,
             lexical_floor=self.floor_share,
             lexical_floor_scope=self.floor_scope,
@@ -288,8 +312,9 @@ class SpladeModel(nn.Module):
             write_query_weights(directory, self.tokenizer, self.query_weights.detach())
         if self.lexical_floor is not None:
             write_token_weights(directory, LEXICAL_FLOOR_NAME, self.tokenizer, self.lexical_floor)
-        self.artifact(model_id or f"splade-{weights_fingerprint(weights)}").write(directory)
-        plain = self.expansion_weight == 1.0 and self.term_saturation is None and self.lexical_floor is None
+        self.artifact(model_id or self._default_model_id(weights)).write(directory)
+        plain = (self.expansion_weight == 1.0 and self.term_saturation is None and self.lexical_floor is None
+                 and self.document_expansion_ratio is None)
         if not (silenced and plain):
             remove_module_files(directory)
         elif self.query_weights is not None:
@@ -306,12 +331,26 @@ class SpladeModel(nn.Module):
             write_module_files(directory, self.max_length, self.vocab_size, self.similarity)
 
 
-class ExportGraph(nn.Module):
-    """`SpladeModel` with the export pooling as its forward: the module ONNX and TorchScript trace."""
+    def _default_model_id(self, weights: Path) -> str:
+        """A fingerprint of the saved weights, plus the document expansion weight they are served with
+        (an index built at another weight holds other vectors)."""
+        identity = f"splade-{weights_fingerprint(weights)}"
+        if self.document_expansion_ratio is not None:
+            identity += f"-doc-expansion-{self.doc_expansion_weight:g}"
+        return identity
 
-    def __init__(self, model: SpladeModel) -> None:
+
+class ExportGraph(nn.Module):
+    """`SpladeModel` with the export pooling as its forward: the module ONNX and TorchScript trace.
+    `documents`: served document vectors (`encode_document_ids`), else the forward as trained (an ONNX
+    encoder serves documents' expansion weight outside the graph)."""
+
+    def __init__(self, model: SpladeModel, documents: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.documents = documents
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.documents:
+            return self.model.encode_document_ids(input_ids, attention_mask, pooling="export")
         return self.model(input_ids, attention_mask, pooling="export")

@@ -11,6 +11,12 @@ same for every document, so rankings only change through its expansion terms.
 
 Both factors are computed from the input ids alone (a scatter, exported to ONNX as ScatterElements), so
 every encoder, export and index serves them as trained.
+
+Documents may be served with expansion at a weight of their own (`doc_expansion_weight`): training scores
+both sides at `expansion_weight`, and a served document's expansion terms are then multiplied by
+`document_expansion_ratio`. Passages of one article share most words, so their expansion terms meeting a
+query's are what a trained model ranks them by; a lower document weight keeps the text's own words first.
+An inference-free model's queries do not expand, so its documents are always served as trained.
 """
 
 from __future__ import annotations
@@ -61,6 +67,23 @@ def token_counts(input_ids: Tensor, attention_mask: Tensor, width: int) -> Tenso
     """`[batch, width]` how often each text holds each token id (padded positions add 0)."""
     counts = torch.zeros(input_ids.shape[0], width, device=input_ids.device, dtype=torch.float32)
     return counts.scatter_add(1, input_ids, attention_mask.to(counts.dtype))
+
+
+def document_expansion_ratio(
+    expansion_weight: float, doc_expansion_weight: float | None, inference_free: bool = False
+) -> float | None:
+    """What a served document's expansion terms are multiplied by (None: 1, served as trained). An
+    inference-free model's queries do not expand: its documents carry all the expansion, as trained."""
+    if (doc_expansion_weight is None or doc_expansion_weight == expansion_weight or expansion_weight == 0.0
+            or inference_free):
+        return None
+    return doc_expansion_weight / expansion_weight
+
+
+def scale_expansion(reps: Tensor, input_ids: Tensor, attention_mask: Tensor, ratio: float) -> Tensor:
+    """`reps` with every term a text does not contain multiplied by `ratio` (its own tokens unchanged)."""
+    own = bag_of_tokens(input_ids, attention_mask, reps.shape[1]).to(reps.dtype)
+    return reps * (ratio + (1.0 - ratio) * own)
 
 
 def term_scales(

@@ -111,6 +111,10 @@ def load_model(config: TrainConfig, checkpoint: Path | None, device: torch.devic
     model.max_length = cfg.doc_max_length or config.data.max_length
     model.query_max_length = cfg.query_max_length or config.data.query_max_length or config.data.max_length
     model.expansion_weight = cfg.expansion_weight
+    model.doc_expansion_weight = cfg.doc_expansion_weight
+    if cfg.doc_expansion_weight is not None and cfg.query_encoder == "idf":
+        log.info("model.doc_expansion_weight is for models whose queries expand: this inference-free "
+                 "model's documents are served at model.expansion_weight, as trained")
     model.similarity = config.loss.similarity
     model.to(device).train()
     if config.training.compile:
